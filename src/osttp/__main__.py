@@ -1,0 +1,5 @@
+import sys
+
+from osttp.cli import main
+
+sys.exit(main())

@@ -1,0 +1,35 @@
+"""Simulated memristive (PCM) synapses (SPEC §6). See docs/hardware.md for the model and its choices.
+
+Public interface:
+
+- Device models (frozen, validated dataclasses; `get_device(name, **overrides)` with names "ideal",
+  "quantized", "pcm"): `IdealDevice()`, `QuantizedDevice(bits=4, w_max=1.0)`,
+  `PCMDevice(g_min=0.1, g_max=12.0, ..., n_pairs=1, eps=0.75, w_max=1.0, alpha=None)`.
+- Arrays, one weight tensor in devices (`make_array(config, initial_weight, generator)`):
+  `IdealArray`, `QuantizedArray`, `PCMArray` with ``weight(t=None, read_noise=True,
+  drift_compensation=False)``, ``apply_pulses(n_pos, n_neg)``, ``refresh()``, ``set_time(t)``,
+  ``pulse_count`` / ``total_pulses``; `PCMArray` also ``conductances``, ``program``,
+  ``set_conductances``, ``programmed_weight``.
+- Update schemes ΔW -> pulse counts (`get_scheme(name, **options)`, names "stochastic", "sign",
+  "mixed-precision"): `StochasticScheme`, `SignScheme(threshold=None)`, `MixedPrecisionScheme`.
+- `HardwareSynapses(params, device="pcm", scheme="mixed-precision", lr=1e-3, seed=0, *,
+  scheme_options=None, drift_compensation=False, auto_w_max=None)`: a torch.optim.Optimizer;
+  ``step()``, ``zero_grad()``, ``read_weights(t)``, ``load_read_weights(t)``, ``set_time(t)``,
+  ``pulse_counts()``, ``stats()``, ``total_pulses()``.
+"""
+from __future__ import annotations
+
+from osttp.hardware.arrays import (IdealArray, PCMArray, QuantizedArray, SynapseArray,
+                                   global_drift_compensation_factor, make_array)
+from osttp.hardware.devices import DEVICES, DeviceConfig, IdealDevice, PCMDevice, QuantizedDevice, get_device
+from osttp.hardware.schemes import (SCHEMES, MixedPrecisionScheme, SignScheme, StochasticScheme, UpdateScheme,
+                                    get_scheme)
+from osttp.hardware.synapses import HardwareSynapses
+
+__all__ = [
+    "DEVICES", "DeviceConfig", "IdealDevice", "QuantizedDevice", "PCMDevice", "get_device",
+    "SynapseArray", "IdealArray", "QuantizedArray", "PCMArray", "make_array",
+    "global_drift_compensation_factor",
+    "SCHEMES", "UpdateScheme", "StochasticScheme", "SignScheme", "MixedPrecisionScheme", "get_scheme",
+    "HardwareSynapses",
+]

@@ -1,0 +1,158 @@
+"""`HardwareSynapses`: a torch optimizer that programs simulated devices instead of adding -lr·grad.
+
+Usage (the training loop keeps its usual optimizer calls)::
+
+    hw = HardwareSynapses(dict(net.named_parameters()), device="pcm", scheme="mixed-precision",
+                          lr=1e-3, seed=0)
+    hw.load_read_weights()      # noisy, drifted read into param.data before a forward pass
+    ...                         # forward, rule writes .grad
+    hw.step()                   # ΔW = -lr·grad -> pulses -> devices; param.data = programmed weight
+    hw.zero_grad()
+    hw.set_time(t)              # advance simulated time (s) for drift
+
+The arrays (`hw.arrays[name]`) are the source of truth: `step` overwrites `param.data` with the
+programmed, noise-free weight at the current time, so edits to `param.data` are not kept. Parameters
+that should stay digital (biases, leaks) are simply not passed here; train them with another optimizer.
+"""
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from osttp.hardware import _checks
+from osttp.hardware.arrays import IdealArray, SynapseArray, make_array
+from osttp.hardware.devices import DeviceConfig, IdealDevice, PCMDevice, QuantizedDevice, get_device
+from osttp.hardware.schemes import UpdateScheme, get_scheme
+
+
+class HardwareSynapses(torch.optim.Optimizer):
+    """Plain SGD whose writes go through device models, one `SynapseArray` per parameter.
+
+    Parameters
+    ----------
+    params:
+        name -> parameter, e.g. ``dict(net.named_parameters())`` filtered to the weights to put in
+        hardware (names like ``layers.0.W``, ``readout.weight``).
+    device:
+        A device config (`IdealDevice`, `QuantizedDevice`, `PCMDevice`) or its name for `get_device`.
+    scheme:
+        "stochastic", "sign" or "mixed-precision" (ignored by the ideal device, which writes ΔW exactly).
+    lr:
+        Learning rate (>= 0); ΔW = -lr·grad. Read from ``param_groups[0]["lr"]`` at each step, so torch
+        LR schedulers work.
+    seed:
+        Seeds the one `torch.Generator` used for initial programming, pulses, stochastic rounding and
+        read noise (arrays are built in the order of `params`).
+    scheme_options:
+        Keyword arguments for the scheme (e.g. ``{"threshold": 0.01}`` for "sign").
+    drift_compensation:
+        Default for reads (`read_weights`, `load_read_weights`) and the write-back in `step`: scale
+        each array's weights by its global drift-compensation factor.
+    auto_w_max:
+        If given, each parameter gets its own range w_max = auto_w_max · max|initial weight| (per-layer
+        weight scaling; needs a device with w_max and no explicit PCM alpha). None: device.w_max for all.
+    """
+
+    def __init__(self, params: Mapping[str, torch.nn.Parameter], device: DeviceConfig | str = "pcm",
+                 scheme: str = "mixed-precision", lr: float = 1e-3, seed: int = 0, *,
+                 scheme_options: Mapping[str, Any] | None = None, drift_compensation: bool = False,
+                 auto_w_max: float | None = None) -> None:
+        own = "HardwareSynapses"
+        if not isinstance(params, Mapping) or len(params) == 0:
+            raise _checks.fail(own, "params", type(params).__name__, "a non-empty mapping name -> Parameter")
+        for name, p in params.items():
+            if not isinstance(p, torch.Tensor) or not p.dtype.is_floating_point:
+                raise _checks.fail(own, f"params[{name!r}]", type(p).__name__, "a floating-point Parameter")
+        lr = _checks.number(own, "lr", lr, ge=0.0)
+        seed = _checks.integer(own, "seed", seed)
+        self.drift_compensation = _checks.boolean(own, "drift_compensation", drift_compensation)
+        if auto_w_max is not None:
+            _checks.number(own, "auto_w_max", auto_w_max, gt=0.0)
+        config = get_device(device) if isinstance(device, str) else device
+        if not isinstance(config, (IdealDevice, QuantizedDevice, PCMDevice)):
+            raise _checks.fail(own, "device", config, "a device name or IdealDevice/QuantizedDevice/PCMDevice")
+        if auto_w_max is not None and isinstance(config, PCMDevice) and config.alpha is not None:
+            raise _checks.fail(own, "auto_w_max", auto_w_max, "None when the PCMDevice has an explicit alpha")
+        super().__init__(list(params.values()), {"lr": lr})
+        self.params: dict[str, torch.nn.Parameter] = dict(params)
+        first = next(iter(params.values()))
+        self.generator = torch.Generator(device=first.device).manual_seed(seed)
+        self.devices: dict[str, DeviceConfig] = {}
+        self.arrays: dict[str, SynapseArray] = {}
+        self.schemes: dict[str, UpdateScheme] = {}
+        with torch.no_grad():
+            for name, p in self.params.items():
+                cfg = config
+                if auto_w_max is not None and not isinstance(config, IdealDevice):
+                    peak = float(p.detach().abs().max()) if p.numel() else 0.0
+                    if peak > 0:
+                        cfg = dataclasses.replace(config, w_max=auto_w_max * peak)
+                self.devices[name] = cfg
+                self.arrays[name] = make_array(cfg, p.detach(), self.generator)
+                self.schemes[name] = get_scheme(scheme, **dict(scheme_options or {}))
+                # From now on the parameter shows what the devices hold.
+                p.data.copy_(self.arrays[name].weight(read_noise=False, drift_compensation=False))
+
+    @property
+    def time(self) -> float:
+        """Current simulated time (s)."""
+        return next(iter(self.arrays.values())).time
+
+    def set_time(self, t: float) -> None:
+        """Advance simulated time to t (s) on every array; drift is measured from each device's t_p."""
+        for array in self.arrays.values():
+            array.set_time(t)
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], float] | None = None) -> float | None:  # type: ignore[override]
+        """Program ΔW = -lr·grad into each parameter's devices, refresh, write the weight back."""
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        lr = self.param_groups[0]["lr"]
+        for name, p in self.params.items():
+            if p.grad is None:
+                continue
+            array = self.arrays[name]
+            delta_w = p.grad.detach() * (-lr)
+            if isinstance(array, IdealArray):
+                array.add(delta_w)
+            else:
+                n_pos, n_neg = self.schemes[name].pulses(delta_w, array.pulse_weight, self.generator)
+                array.apply_pulses(n_pos, n_neg)
+                array.refresh()
+            p.data.copy_(array.weight(read_noise=False, drift_compensation=self.drift_compensation))
+        return loss
+
+    def read_weights(self, t: float | None = None, read_noise: bool = True,
+                     drift_compensation: bool | None = None) -> dict[str, Tensor]:
+        """One read of every array at time t (default now): noisy and drifted unless told otherwise;
+        drift_compensation None uses the constructor's setting."""
+        comp = self.drift_compensation if drift_compensation is None else drift_compensation
+        return {name: a.weight(t, read_noise=read_noise, drift_compensation=comp)
+                for name, a in self.arrays.items()}
+
+    @torch.no_grad()
+    def load_read_weights(self, t: float | None = None, read_noise: bool = True,
+                          drift_compensation: bool | None = None) -> None:
+        """Copy `read_weights(...)` into param.data, for a forward pass that should see the hardware."""
+        for name, w in self.read_weights(t, read_noise, drift_compensation).items():
+            self.params[name].data.copy_(w)
+
+    def pulse_counts(self) -> dict[str, Tensor]:
+        """Update pulses fired so far per synapse (long tensor of the parameter's shape), per parameter."""
+        return {name: a.pulse_count.clone() for name, a in self.arrays.items()}
+
+    def stats(self) -> dict[str, dict[str, int]]:
+        """Per parameter: update_pulses, program_pulses (initial + refresh), refreshes, unconverged."""
+        return {name: a.stats() for name, a in self.arrays.items()}
+
+    def total_pulses(self) -> int:
+        """Update pulses fired so far over all parameters."""
+        return sum(a.total_pulses for a in self.arrays.values())
+

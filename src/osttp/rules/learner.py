@@ -1,0 +1,168 @@
+"""What every learner shares: streaming steps, gradient accumulators, schedules, `.grad` output.
+
+Use as a stream:
+    learner.reset(batch_size)
+    for x_t, y_t, m_t in stream:
+        o_t = learner.step(x_t, y_t, m_t)     # applies on its own under per-step / every-k
+    learner.apply()                            # sequence end: write .grad, optimizer.step()
+or ask for one sequence's descent direction: `learner.sequence_gradients(xs, ys, mask)`.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from osttp.errors import OsttpError
+from osttp.network import Network
+from osttp.rules.inputs import check_inputs, check_mask, check_targets
+from osttp.rules.losses import Loss, make_loss
+from osttp.rules.schedules import Schedule, make_schedule
+
+
+class Learner:
+    """Base class. Subclasses implement `_reset_stream`, `_step` and, if they defer work, `_flush`."""
+
+    name: str = "learner"
+
+    def __init__(self, net: Network, optimizer: torch.optim.Optimizer | None = None,
+                 schedule: "str | int | Schedule" = "sequence-end", loss: str = "auto",
+                 k: int | None = None) -> None:
+        if not isinstance(net, Network):
+            raise OsttpError(f"net must be an osttp.Network, got {type(net).__name__}")
+        if optimizer is not None and not isinstance(optimizer, torch.optim.Optimizer):
+            raise OsttpError(f"optimizer must be a torch.optim.Optimizer or None, got {type(optimizer).__name__}")
+        self.net = net
+        self.optimizer = optimizer
+        self.schedule = make_schedule(schedule, k)
+        self.loss_name = loss if loss == "auto" else make_loss(loss).name
+        self.params: dict[str, torch.nn.Parameter] = dict(net.named_parameters())
+        self.acc: dict[str, Tensor] = self._zero_acc()
+        self.batch_size: int | None = None
+        self.steps_since_reset = 0
+        self.pending_steps = 0  # steps whose gradient is accumulated but not yet applied
+        self.loss_sum = 0.0  # sum of m_t E_t since reset (for reporting)
+        self._apply_enabled = True
+
+    # ----------------------------------------------------------------- public API
+    def reset(self, batch_size: int) -> None:
+        """Start new sequences: zero states and traces. Unapplied gradients are kept."""
+        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+            raise OsttpError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+        self._flush()
+        self.batch_size = batch_size
+        self.steps_since_reset = 0
+        self.loss_sum = 0.0
+        self._reset_stream(batch_size)
+
+    def step(self, x_t: Tensor, y_t: Tensor, m_t: Tensor | None = None) -> Tensor:
+        """Consume one time step: x_t (B, n_in); y_t (B,) int64 or (B, C) float; m_t (B,) or None.
+
+        Returns the readout o_t (B, C), detached."""
+        if self.batch_size is None:
+            raise OsttpError("call learner.reset(batch_size) before learner.step(...)")
+        B, net = self.batch_size, self.net
+        x_t = check_inputs("x_t", x_t, (B, net.n_in), net.dtype)
+        target, is_index = check_targets("y_t", y_t, (B,), net.n_out, net.dtype)
+        mask = check_mask("m_t", m_t, (B,), net.dtype, net.device)
+        return self._checked_step(x_t, target, mask, self._loss_for(is_index))
+
+    def apply(self) -> None:
+        """Write the accumulated gradients into `.grad` and, with an optimizer, take its step."""
+        self._flush()
+        if self.pending_steps == 0:
+            return
+        self.write_grads()
+        if self.optimizer is not None:
+            self.optimizer.step()
+        for a in self.acc.values():
+            a.zero_()
+        self.pending_steps = 0
+
+    def write_grads(self) -> None:
+        """Set p.grad to the accumulated gradient of every parameter (replacing what was there)."""
+        for name, p in self.params.items():
+            p.grad = self.acc[name].clone()
+
+    def gradients(self) -> dict[str, Tensor]:
+        """A copy of the gradients accumulated and not yet applied."""
+        self._flush()
+        return {name: a.clone() for name, a in self.acc.items()}
+
+    def sequence_gradients(self, xs: Tensor, ys: Tensor, mask: Tensor | None = None) -> dict[str, Tensor]:
+        """The direction the rule descends for one batch of sequences (loss summed over T and B).
+
+        xs (T, B, n_in); ys (T, B) int64 or (T, B, C) float; mask (T, B) or None. Parameters and
+        this learner's streaming state are left unchanged."""
+        net = self.net
+        xs = check_inputs("xs", xs, (-1, -1, net.n_in), net.dtype)
+        T, B = xs.shape[:2]
+        if T == 0 or B == 0:
+            raise OsttpError(f"xs has shape {tuple(xs.shape)}; expected T >= 1 and B >= 1")
+        targets, is_index = check_targets("ys", ys, (T, B), net.n_out, net.dtype)
+        masks = check_mask("mask", mask, (T, B), net.dtype, net.device)
+        loss = self._loss_for(is_index)
+        saved = self._save_stream()
+        for k in self._stream_attrs:  # a fresh stream; the caller's is restored below
+            setattr(self, k, None)
+        try:
+            self.acc = self._zero_acc()
+            self._apply_enabled = False
+            self.reset(B)
+            for t in range(T):
+                self._checked_step(xs[t], targets[t], masks[t], loss)
+            self._flush()
+            return {name: a.clone() for name, a in self.acc.items()}
+        finally:
+            self._apply_enabled = True
+            self._restore_stream(saved)
+
+    def state_nbytes(self) -> int:
+        """Bytes of everything the learner keeps between steps (states, traces, accumulators, graph)."""
+        return sum(t.numel() * t.element_size() for t in self._stored_tensors())
+
+    # ----------------------------------------------------------------- internals
+    def _loss_for(self, is_index: bool) -> Loss:
+        if self.loss_name == "auto":
+            return make_loss("ce" if is_index else "bce")
+        return make_loss(self.loss_name)
+
+    def _checked_step(self, x: Tensor, target: Tensor, mask: Tensor, loss: Loss) -> Tensor:
+        o = self._step(x, target, mask, loss)
+        self.steps_since_reset += 1
+        self.pending_steps += 1
+        if self.schedule.due(self.steps_since_reset):
+            self._flush()
+            if self._apply_enabled:
+                self.apply()
+        return o
+
+    def _zero_acc(self) -> dict[str, Tensor]:
+        return {name: torch.zeros_like(p, memory_format=torch.contiguous_format)
+                for name, p in self.net.named_parameters()}
+
+    def _save_stream(self) -> dict[str, Any]:
+        keys = ("acc", "batch_size", "steps_since_reset", "pending_steps", "loss_sum") + self._stream_attrs
+        return {k: getattr(self, k) for k in keys}
+
+    def _restore_stream(self, saved: dict[str, Any]) -> None:
+        for k, v in saved.items():
+            setattr(self, k, v)
+
+    _stream_attrs: tuple[str, ...] = ()
+
+    def _reset_stream(self, batch_size: int) -> None:
+        raise NotImplementedError
+
+    def _step(self, x: Tensor, target: Tensor, mask: Tensor, loss: Loss) -> Tensor:
+        raise NotImplementedError
+
+    def _flush(self) -> None:
+        """Turn deferred work (BPTT's stored graph) into accumulated gradients."""
+
+    def _stored_tensors(self) -> list[Tensor]:
+        return list(self.acc.values())
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r}, schedule={self.schedule.name!r})"

@@ -1,0 +1,107 @@
+"""Learning signals: the spatial part of the gradient, a vector L_t^l per hidden layer (SPEC §4.2).
+
+A signal with `uses_output_error = False` (target projection) needs only the target of the
+current step: every layer can update as soon as its own forward step is done, before the layers
+above have run -- no spatial locking, no weight transport. Signals that use the output error
+(DFA, e-prop, backprop-in-space) must wait for the readout; the learner makes that visible by
+asking them only after the readout ran, top layer first (`above` is the signal of layer l+1).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol, Sequence
+
+from torch import Tensor
+
+from osttp.cells import Local
+from osttp.errors import OsttpError
+from osttp.network import Network
+
+
+@dataclass
+class StepContext:
+    """What a step offers a signal: target y*_t (B, C), mask m_t (B,), and -- only after the readout --
+    the masked output error m_t dE_t/do_t (B, C) and every layer's local derivatives."""
+
+    target: Tensor
+    mask: Tensor
+    error: Tensor | None = None
+    locals: Sequence[Local] = field(default_factory=list)
+
+
+class LearningSignal(Protocol):
+    name: str
+    uses_output_error: bool
+
+    def for_layer(self, net: Network, l: int, ctx: StepContext, above: Tensor | None) -> Tensor: ...
+
+
+class TargetProjection:
+    """DRTP / OSTTP: L_t^l = m_t y*_t B_l, used as the gradient w.r.t. y_t^l (optimizer subtracts it)."""
+
+    name = "target-projection"
+    uses_output_error = False
+
+    def for_layer(self, net: Network, l: int, ctx: StepContext, above: Tensor | None) -> Tensor:
+        return (ctx.mask.unsqueeze(-1) * ctx.target) @ net.feedback[l]
+
+
+class RandomErrorProjection:
+    """DFA / random e-prop: L_t^l = m_t (y_hat_t - y*_t) B_l (m_t dE_t/do_t for softmax-CE and sigmoid-BCE)."""
+
+    name = "random-error"
+    uses_output_error = True
+
+    def for_layer(self, net: Network, l: int, ctx: StepContext, above: Tensor | None) -> Tensor:
+        assert ctx.error is not None
+        return ctx.error @ net.feedback[l]
+
+
+class SymmetricErrorBroadcast:
+    """Symmetric e-prop: L_t^{K-1} = m_t (y_hat_t - y*_t) V, with the true readout weights V.
+
+    Deeper layers (an amendment: SPEC §4.2 defines it for one hidden layer) receive the error through
+    the product of the true downstream weights, without neuron derivatives: L^l = L^{l+1} W^{l+1}."""
+
+    name = "symmetric-error"
+    uses_output_error = True
+
+    def for_layer(self, net: Network, l: int, ctx: StepContext, above: Tensor | None) -> Tensor:
+        assert ctx.error is not None
+        if above is None:
+            return ctx.error @ net.readout.weight
+        return above @ net.layers[l + 1].W
+
+
+class BackpropInSpace:
+    """OSTL: L_t^l = dE_t/dy_t^l through the layers above at step t only.
+
+    L^{K-1} = m_t dE_t/do_t V;  L^l = (L^{l+1} * sum_a os^{l+1}_a fI^{l+1}_a) W^{l+1}."""
+
+    name = "backprop-in-space"
+    uses_output_error = True
+
+    def for_layer(self, net: Network, l: int, ctx: StepContext, above: Tensor | None) -> Tensor:
+        assert ctx.error is not None
+        if above is None:
+            return ctx.error @ net.readout.weight
+        up = ctx.locals[l + 1]
+        return (above * (up.os * up.fI).sum(-1)) @ net.layers[l + 1].W
+
+
+SIGNALS = {
+    "target-projection": TargetProjection,
+    "random-error": RandomErrorProjection,
+    "symmetric-error": SymmetricErrorBroadcast,
+    "backprop-in-space": BackpropInSpace,
+}
+
+
+def make_signal(name: str) -> LearningSignal:
+    if name not in SIGNALS:
+        raise OsttpError(f"unknown learning signal {name!r}; expected one of {sorted(SIGNALS)}")
+    return SIGNALS[name]()
+
+
+__all__ = ["SIGNALS", "BackpropInSpace", "LearningSignal", "RandomErrorProjection", "StepContext",
+           "SymmetricErrorBroadcast", "TargetProjection", "make_signal"]

@@ -1,0 +1,168 @@
+"""Eligibility traces: the temporal part of the gradient, layer-local, forward in time (SPEC §4.1).
+
+    eps_t^theta = F_t eps_{t-1}^theta + ds_t/dtheta|immediate       (eligibility vector)
+    e_t^theta   = dy_t/ds_t eps_t^theta + dy_t/dtheta|direct        (eligibility trace)
+    grad_theta += sum_t sum_k L_t,k e_t,k^theta                       (`contract`, SPEC §4.3)
+
+F_t is assembled from a cell's `Local` partials (osttp.cells.base) and the recurrent weights H:
+
+    F_t[m, m'] = delta_mm' (Fs + Fy os_{t-1})_m + fI_m H_mm' os_{t-1,m'}
+
+The three kinds differ only in what they keep of F_t:
+    exact     -- all of it (RTRL-like; eps^W is (B, n, k, n, n_in));
+    diagonal  -- the per-unit blocks m = m' (eps^W is (B, n, k, n_in), the size of W per sample);
+    none      -- nothing: no temporal credit, eps = the immediate derivative only (DRTP, DFA).
+A trace state is a dict {"W": eps^W, "H": eps^H, "b": eps^b}; the hot path of each kind is its
+`update` and `contract`, so a faster kind (e.g. factorized) slots in without touching anything else.
+"""
+from __future__ import annotations
+
+from typing import Protocol
+
+import torch
+from torch import Tensor
+
+from osttp.cells import Local
+from osttp.errors import OsttpError
+from osttp.network import RecurrentLayer
+
+TraceState = dict[str, Tensor]
+
+
+class TraceKind(Protocol):
+    name: str
+
+    def init(self, layer: RecurrentLayer, batch: int) -> TraceState: ...
+
+    def update(self, tr: TraceState, layer: RecurrentLayer, loc: Local, os_prev: Tensor, ob_prev: Tensor,
+               x: Tensor, y_prev: Tensor) -> None: ...
+
+    def contract(self, tr: TraceState, loc: Local, L: Tensor, acc: dict[str, Tensor]) -> None: ...
+
+
+def _presynaptic(layer: RecurrentLayer, x: Tensor, y_prev: Tensor) -> dict[str, Tensor]:
+    """The vector each weight matrix multiplies: W <- the layer input, H <- the last output."""
+    pre = {"W": x}
+    if layer.H is not None:
+        pre["H"] = y_prev
+    return pre
+
+
+def self_coupling(layer: RecurrentLayer, loc: Local) -> Tensor:
+    """d s_t,i / d y_{t-1,i}: the unit's own reset path plus its self-recurrence H_ii (B, n, k)."""
+    if layer.H is None:
+        return loc.Fy
+    return loc.Fy + loc.fI * torch.diagonal(layer.H).unsqueeze(-1)
+
+
+def diagonal_jacobian(layer: RecurrentLayer, loc: Local, os_prev: Tensor) -> Tensor:
+    """The per-unit blocks of F_t (B, n, k, k): Fs + (Fy + fI H_ii) os_{t-1}^T."""
+    return loc.Fs + self_coupling(layer, loc).unsqueeze(-1) * os_prev.unsqueeze(-2)
+
+
+def _times_blocks(D: Tensor, eps: Tensor) -> Tensor:
+    """Apply per-unit k x k blocks D (B, n, k, k) to eps (B, n, k, ...), in place when k = 1."""
+    if D.shape[-1] == 1:
+        return eps.mul_(D.reshape(D.shape[:2] + (1,) * (eps.dim() - 2)))
+    return torch.matmul(D, eps.reshape(eps.shape[:3] + (-1,))).reshape(eps.shape)
+
+
+def _learning_weights(loc: Local, L: Tensor) -> Tensor:
+    """u_t,m,a = L_t,m dy_t,m/ds_t,m,a: how much each state component's eligibility counts."""
+    return L.unsqueeze(-1) * loc.os
+
+
+class DiagonalTrace:
+    """Per-unit traces (k = i only). `temporal=False` gives the trace kind `none`."""
+
+    def __init__(self, temporal: bool = True) -> None:
+        self.temporal = temporal
+        self.name = "diagonal" if temporal else "none"
+
+    def init(self, layer: RecurrentLayer, batch: int) -> TraceState:
+        k = layer.cell.n_states
+        kw = {"dtype": layer.W.dtype, "device": layer.W.device}
+        tr = {name: torch.zeros(batch, layer.n, k, p.shape[1], **kw)
+              for name, p in (("W", layer.W), ("H", layer.H)) if p is not None}
+        tr["b"] = torch.zeros(batch, layer.n, k, **kw)
+        return tr
+
+    def update(self, tr: TraceState, layer: RecurrentLayer, loc: Local, os_prev: Tensor, ob_prev: Tensor,
+               x: Tensor, y_prev: Tensor) -> None:
+        if self.temporal:
+            D = diagonal_jacobian(layer, loc, os_prev)
+            for name in tr:
+                tr[name] = _times_blocks(D, tr[name])
+            # b also acts through y_{t-1} = out(s_{t-1}; b) on the unit's own state.
+            tr["b"].add_(loc.fb + self_coupling(layer, loc) * ob_prev.unsqueeze(-1))
+        else:
+            tr["b"].copy_(loc.fb)
+            for name in tr:
+                if name != "b":
+                    tr[name].zero_()
+        for name, pre in _presynaptic(layer, x, y_prev).items():
+            tr[name].addcmul_(loc.fI.unsqueeze(-1), pre[:, None, None, :])
+
+    def contract(self, tr: TraceState, loc: Local, L: Tensor, acc: dict[str, Tensor]) -> None:
+        u = _learning_weights(loc, L)
+        for name in tr:
+            if name == "b":
+                acc["b"] += torch.einsum("bia,bia->i", u, tr["b"]) + (L * loc.ob).sum(0)
+            else:
+                acc[name] += torch.einsum("bia,biaj->ij", u, tr[name])
+
+
+class ExactTrace:
+    """Full traces: eps holds ds_m/dtheta for every unit m. O(n^2 n_in) per sample: small layers only."""
+
+    name = "exact"
+
+    def init(self, layer: RecurrentLayer, batch: int) -> TraceState:
+        k, n = layer.cell.n_states, layer.n
+        kw = {"dtype": layer.W.dtype, "device": layer.W.device}
+        tr = {name: torch.zeros(batch, n, k, n, p.shape[1], **kw)
+              for name, p in (("W", layer.W), ("H", layer.H)) if p is not None}
+        tr["b"] = torch.zeros(batch, n, k, n, **kw)
+        return tr
+
+    @staticmethod
+    def _full_jacobian_times(layer: RecurrentLayer, loc: Local, os_prev: Tensor, eps: Tensor) -> Tensor:
+        """F_t eps for eps (B, n, k, *P), without forming the (nk x nk) matrix."""
+        flat = eps.reshape(eps.shape[:3] + (-1,))
+        own = loc.Fs + loc.Fy.unsqueeze(-1) * os_prev.unsqueeze(-2)
+        out = torch.matmul(own, flat)
+        if layer.H is not None:
+            through_output = torch.einsum("bna,bnap->bnp", os_prev, flat)
+            out = out + loc.fI.unsqueeze(-1) * torch.einsum("mn,bnp->bmp", layer.H, through_output).unsqueeze(2)
+        return out.reshape(eps.shape)
+
+    def update(self, tr: TraceState, layer: RecurrentLayer, loc: Local, os_prev: Tensor, ob_prev: Tensor,
+               x: Tensor, y_prev: Tensor) -> None:
+        for name in tr:
+            tr[name] = self._full_jacobian_times(layer, loc, os_prev, tr[name])
+        for name, pre in _presynaptic(layer, x, y_prev).items():
+            # ds_i/dtheta_ij|immediate = fI_i pre_j lands on unit m = i only.
+            diag = tr[name].diagonal(dim1=1, dim2=3)  # (B, k, n_pre, n): [b, a, j, i]
+            diag.add_(loc.fI.permute(0, 2, 1).unsqueeze(2) * pre[:, None, :, None])
+        own = loc.fb + loc.Fy * ob_prev.unsqueeze(-1)  # via the unit's own reset path
+        tr["b"].diagonal(dim1=1, dim2=3).add_(own.permute(0, 2, 1))
+        if layer.H is not None:  # via y_{t-1,i} into every unit m through H_mi
+            tr["b"].add_(loc.fI.unsqueeze(-1) * (layer.H.unsqueeze(0) * ob_prev.unsqueeze(1)).unsqueeze(2))
+
+    def contract(self, tr: TraceState, loc: Local, L: Tensor, acc: dict[str, Tensor]) -> None:
+        u = _learning_weights(loc, L)
+        for name in tr:
+            if name == "b":
+                acc["b"] += torch.einsum("bma,bmai->i", u, tr["b"]) + (L * loc.ob).sum(0)
+            else:
+                acc[name] += torch.einsum("bma,bmaij->ij", u, tr[name])
+
+
+TRACE_KINDS = {"diagonal": lambda: DiagonalTrace(True), "none": lambda: DiagonalTrace(False),
+               "exact": ExactTrace}
+
+
+def make_trace(name: str) -> TraceKind:
+    if name not in TRACE_KINDS:
+        raise OsttpError(f"unknown trace kind {name!r}; expected one of {sorted(TRACE_KINDS)}")
+    return TRACE_KINDS[name]()

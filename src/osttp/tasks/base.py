@@ -1,0 +1,389 @@
+"""The task interface shared by every task: Batch, Task, metrics, label timing and seeding.
+
+Layout everywhere is time-major: xs (T, B, n_in), ys (T, B) int64 class labels or (T, B, C) float
+multi-hot targets, mask (T, B) float with 1 where a step is supervised.
+"""
+from __future__ import annotations
+
+import math
+import zlib
+from typing import Any, Iterator, Mapping, NamedTuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from osttp.errors import OsttpError
+
+SPLITS: tuple[str, ...] = ("train", "valid", "test")
+# Fixed small integers so that derived seeds never depend on dict order or hashing salts.
+SPLIT_CODE: dict[str, int] = {"train": 0, "valid": 1, "test": 2}
+
+
+class Batch(NamedTuple):
+    """One batch, time-major. mask is 1.0 where the step is supervised, 0.0 elsewhere (padding too)."""
+
+    xs: torch.Tensor
+    ys: torch.Tensor
+    mask: torch.Tensor
+
+
+# ---------------------------------------------------------------------------------------------
+# seeds and parameter checking
+
+
+def derive_seed(*parts: int | str) -> int:
+    """A 63-bit seed from integers and names (order matters).
+
+    Uses numpy's SeedSequence (documented stable across versions) and crc32 for names, never
+    Python's salted hash(), so the same inputs give the same seed on every machine and run."""
+    words: list[int] = []
+    for p in parts:
+        if isinstance(p, str):
+            words.append(zlib.crc32(p.encode("utf-8")))
+        else:
+            words.append(int(p) % (1 << 64))  # SeedSequence refuses negatives; caller seeds may be any int
+    state = np.random.SeedSequence(words).generate_state(1, dtype=np.uint64)[0]
+    return int(state) & ((1 << 63) - 1)  # torch.Generator.manual_seed wants a non-negative int64
+
+
+def torch_generator(seed: int) -> torch.Generator:
+    g = torch.Generator()
+    g.manual_seed(seed)
+    return g
+
+
+def take_params(task: str, given: Mapping[str, Any], defaults: Mapping[str, Any]) -> dict[str, Any]:
+    """Merge given params over defaults; an unknown name is an error rather than silently ignored."""
+    unknown = sorted(set(given) - set(defaults))
+    if unknown:
+        raise OsttpError(
+            f"task {task!r}: unknown parameter(s) {', '.join(unknown)}; expected some of {', '.join(sorted(defaults))}"
+        )
+    out = dict(defaults)
+    out.update(given)
+    return out
+
+
+def check_int(task: str, name: str, value: Any, lo: int | None = None, hi: int | None = None) -> int:
+    # bool is an int subclass; True as a delay is almost certainly a mistake
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise OsttpError(f"task {task!r}: parameter {name}={value!r} must be an integer")
+    v = int(value)
+    if lo is not None and v < lo:
+        raise OsttpError(f"task {task!r}: parameter {name}={v} must be >= {lo}")
+    if hi is not None and v > hi:
+        raise OsttpError(f"task {task!r}: parameter {name}={v} must be <= {hi}")
+    return v
+
+
+def check_float(task: str, name: str, value: Any, lo: float | None = None, hi: float | None = None) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise OsttpError(f"task {task!r}: parameter {name}={value!r} must be a number")
+    v = float(value)
+    if not math.isfinite(v):
+        raise OsttpError(f"task {task!r}: parameter {name}={v} must be finite")
+    if lo is not None and v < lo:
+        raise OsttpError(f"task {task!r}: parameter {name}={v} must be >= {lo}")
+    if hi is not None and v > hi:
+        raise OsttpError(f"task {task!r}: parameter {name}={v} must be <= {hi}")
+    return v
+
+
+def check_split(split: Any) -> str:
+    if split not in SPLITS:
+        raise OsttpError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)}")
+    return str(split)
+
+
+def parse_label(task: str, spec: Any, T: int) -> tuple[int, str]:
+    """Label timing -> (first supervised step k, canonical spec). Steps t >= k are supervised.
+
+    Accepted: None (default: k = T // 2), "last" (k = T-1), "every" (k = 0), "from:k" or int k."""
+    if spec is None:
+        k = T // 2
+    elif isinstance(spec, str):
+        s = spec.strip()
+        if s == "last":
+            return T - 1, "last"
+        if s == "every":
+            return 0, "every"
+        if s.startswith("from:"):
+            try:
+                k = int(s[5:])
+            except ValueError:
+                raise OsttpError(
+                    f"task {task!r}: label={spec!r} is not understood; expected 'last', 'every', 'from:k' or an integer k"
+                ) from None
+        else:
+            raise OsttpError(
+                f"task {task!r}: label={spec!r} is not understood; expected 'last', 'every', 'from:k' or an integer k"
+            )
+    elif isinstance(spec, (int, np.integer)) and not isinstance(spec, bool):
+        k = int(spec)
+    else:
+        raise OsttpError(
+            f"task {task!r}: label={spec!r} is not understood; expected 'last', 'every', 'from:k' or an integer k"
+        )
+    if not 0 <= k < T:
+        raise OsttpError(f"task {task!r}: label from step {k} is outside the sequence; expected 0 <= k < {T}")
+    return k, f"from:{k}"
+
+
+def majority_fraction(labels: np.ndarray, n_classes: int) -> float:
+    """Accuracy of the best constant guess: the frequency of the most common label."""
+    if labels.size == 0:
+        return float("nan")
+    return float(np.bincount(labels.astype(np.int64), minlength=n_classes).max() / labels.size)
+
+
+# ---------------------------------------------------------------------------------------------
+# metrics
+
+
+class Metric:
+    """Accumulates over a split; compute() returns the primary metric under its name plus "loss"."""
+
+    metric_name: str = ""
+
+    def update(self, outputs: torch.Tensor, batch: Batch) -> None:
+        raise NotImplementedError
+
+    def compute(self) -> dict[str, float]:
+        raise NotImplementedError
+
+    def reset(self) -> None:
+        raise NotImplementedError
+
+
+def _check_outputs(outputs: torch.Tensor, batch: Batch, n_out: int) -> None:
+    T, B = batch.mask.shape
+    if outputs.dim() != 3 or tuple(outputs.shape) != (T, B, n_out):
+        raise OsttpError(f"metric: outputs have shape {tuple(outputs.shape)}; expected (T, B, C) = ({T}, {B}, {n_out})")
+
+
+class ClassificationMetric(Metric):
+    """accuracy: argmax of the outputs at the last supervised step of each sequence vs its label;
+    loss: cross-entropy averaged over every supervised step of every sequence seen."""
+
+    metric_name = "accuracy"
+
+    def __init__(self, n_classes: int) -> None:
+        self.n_classes = int(n_classes)
+        self.reset()
+
+    def reset(self) -> None:
+        self._correct = 0
+        self._seqs = 0
+        self._loss_sum = 0.0
+        self._steps = 0
+
+    @torch.no_grad()
+    def update(self, outputs: torch.Tensor, batch: Batch) -> None:
+        _check_outputs(outputs, batch, self.n_classes)
+        logits = outputs.detach().to(torch.float64)
+        m = batch.mask > 0
+        ys = batch.ys
+        # Loss only over supervised steps: cheaper than a full (T, B) cross-entropy for sparse masks.
+        sel = logits[m]
+        if sel.numel():
+            self._loss_sum += float(F.cross_entropy(sel, ys[m], reduction="sum"))
+        self._steps += int(m.sum())
+        T, B = m.shape
+        # Last supervised step per sequence: the largest t with mask 1, or -1 if none.
+        t_idx = torch.where(m, torch.arange(T, device=m.device).unsqueeze(1), -1).max(dim=0).values
+        has = t_idx >= 0
+        if bool(has.any()):
+            cols = torch.arange(B, device=m.device)[has]
+            rows = t_idx[has]
+            pred = logits[rows, cols].argmax(dim=-1)
+            self._correct += int((pred == ys[rows, cols]).sum())
+            self._seqs += int(has.sum())
+
+    def compute(self) -> dict[str, float]:
+        nan = float("nan")
+        return {
+            "accuracy": self._correct / self._seqs if self._seqs else nan,
+            "loss": self._loss_sum / self._steps if self._steps else nan,
+            "n_sequences": float(self._seqs),
+            "n_steps": float(self._steps),
+        }
+
+
+def multilabel_sums(
+    logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor | None = None
+) -> dict[str, float]:
+    """Sums over supervised steps, for any number of keys C (the last dimension).
+
+    logits, targets: (..., C); mask: (...) with 1 = supervised (None: all).
+    Returns nll_sum (sum over steps of sum over keys of sigmoid BCE with logits), steps, and the
+    true positive / false positive / false negative counts at threshold 0.5 on the sigmoid."""
+    if logits.shape != targets.shape:
+        raise OsttpError(f"metric: logits {tuple(logits.shape)} and targets {tuple(targets.shape)} differ in shape")
+    C = logits.shape[-1]
+    lg = logits.detach().to(torch.float64).reshape(-1, C)
+    tg = targets.detach().to(torch.float64).reshape(-1, C)
+    if mask is not None:
+        m = (mask.reshape(-1) > 0)
+        lg, tg = lg[m], tg[m]
+    nll = F.binary_cross_entropy_with_logits(lg, tg, reduction="sum")
+    pred = lg > 0  # sigmoid(z) > 0.5  <=>  z > 0
+    truth = tg > 0.5
+    return {
+        "nll_sum": float(nll),
+        "steps": float(lg.shape[0]),
+        "tp": float((pred & truth).sum()),
+        "fp": float((pred & ~truth).sum()),
+        "fn": float((~pred & truth).sum()),
+    }
+
+
+def multilabel_nll(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor | None = None) -> float:
+    """Negative log-likelihood per supervised step: sum over keys of sigmoid BCE, averaged over steps."""
+    s = multilabel_sums(logits, targets, mask)
+    return s["nll_sum"] / s["steps"] if s["steps"] else float("nan")
+
+
+class MultilabelMetric(Metric):
+    """nll (= loss): per-step sum over the n_keys keys of sigmoid BCE with logits, summed over every
+    supervised step of the split and divided by the number of those steps (not a mean of
+    per-sequence means). frame_accuracy: TP / (TP + FP + FN), counts summed over the split,
+    prediction = sigmoid(logit) > 0.5 (Bay et al. 2009)."""
+
+    metric_name = "nll"
+
+    def __init__(self, n_keys: int) -> None:
+        self.n_keys = int(n_keys)
+        self.reset()
+
+    def reset(self) -> None:
+        self._acc = {"nll_sum": 0.0, "steps": 0.0, "tp": 0.0, "fp": 0.0, "fn": 0.0}
+
+    @torch.no_grad()
+    def update(self, outputs: torch.Tensor, batch: Batch) -> None:
+        _check_outputs(outputs, batch, self.n_keys)
+        s = multilabel_sums(outputs, batch.ys, batch.mask)
+        for k, v in s.items():
+            self._acc[k] += v
+
+    def compute(self) -> dict[str, float]:
+        a = self._acc
+        nll = a["nll_sum"] / a["steps"] if a["steps"] else float("nan")
+        denom = a["tp"] + a["fp"] + a["fn"]
+        return {
+            "nll": nll,
+            "loss": nll,
+            "frame_accuracy": a["tp"] / denom if denom else float("nan"),
+            "n_steps": a["steps"],
+        }
+
+
+# ---------------------------------------------------------------------------------------------
+# the task base class
+
+
+class Task:
+    """A split of a task: a fixed, indexable set of sequences served in batches.
+
+    Subclasses set the attributes below in __init__ and implement __len__ and _make_batch."""
+
+    name: str
+    split: str
+    params: dict[str, Any]
+    n_in: int
+    n_out: int
+    target_kind: str  # "class" or "multilabel"
+    loss: str  # "ce" or "bce"
+    metric_name: str
+    higher_is_better: bool
+    chance: float
+
+    def __len__(self) -> int:
+        raise NotImplementedError
+
+    def _make_batch(self, idx: torch.Tensor, batch_no: int, seed: int, dtype: torch.dtype) -> Batch:
+        """Build the batch of sequences idx (int64, (B,)); batch_no and seed feed per-batch randomness."""
+        raise NotImplementedError
+
+    def new_metric(self) -> Metric:
+        if self.target_kind == "class":
+            return ClassificationMetric(self.n_out)
+        return MultilabelMetric(self.n_out)
+
+    def num_batches(self, batch_size: int) -> int:
+        b = check_int(self.name, "batch_size", batch_size, lo=1)
+        return (len(self) + b - 1) // b
+
+    def order(self, shuffle: bool, seed: int) -> torch.Tensor:
+        """The sequence order of one pass: file/generation order, or a permutation drawn from seed."""
+        n = len(self)
+        if shuffle:
+            return torch.randperm(n, generator=torch_generator(derive_seed(seed, "order", self.name)))
+        return torch.arange(n)
+
+    def batches(
+        self,
+        batch_size: int,
+        shuffle: bool = False,
+        seed: int = 0,
+        dtype: torch.dtype = torch.float32,
+        start: int = 0,
+    ) -> Iterator[Batch]:
+        """Yield batches; the last one may be smaller. start skips that many batches without building them."""
+        nb = self.num_batches(batch_size)
+        start = check_int(self.name, "start", start, lo=0, hi=nb)
+        check_int(self.name, "seed", seed)
+        if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+            raise OsttpError(f"task {self.name!r}: dtype={dtype!r} must be a torch floating-point dtype")
+        order = self.order(bool(shuffle), seed)
+        for b in range(start, nb):
+            yield self._make_batch(order[b * batch_size : (b + 1) * batch_size], b, int(seed), dtype)
+
+    def describe(self) -> str:
+        return (
+            f"{self.name}/{self.split}: {len(self)} sequences, n_in={self.n_in}, n_out={self.n_out}, "
+            f"{self.metric_name} at chance {self.chance:.4g}"
+        )
+
+    def __repr__(self) -> str:
+        return f"<Task {self.describe()}>"
+
+
+class ClassTask(Task):
+    """Classification: ys are int64 labels, loss cross-entropy, primary metric accuracy."""
+
+    target_kind = "class"
+    loss = "ce"
+    metric_name = "accuracy"
+    higher_is_better = True
+
+
+class TensorClassTask(ClassTask):
+    """A classification task whose inputs are all in memory: xs (N, T, n_in), labels (N,), mask (T,).
+
+    Batches index these tensors, so a pass copies only one batch at a time."""
+
+    def __init__(self, name: str, split: str, params: dict[str, Any], xs: torch.Tensor, labels: torch.Tensor,
+                 mask: torch.Tensor, n_out: int) -> None:
+        self.name, self.split, self.params = name, split, params
+        self._xs = xs
+        self._labels = labels
+        self._mask = mask
+        self.n_in = int(xs.shape[2])
+        self.n_out = int(n_out)
+        self.T = int(xs.shape[1])
+        self.chance = majority_fraction(labels.numpy(), self.n_out)
+
+    def __len__(self) -> int:
+        return int(self._xs.shape[0])
+
+    @property
+    def labels(self) -> torch.Tensor:
+        return self._labels
+
+    def _make_batch(self, idx: torch.Tensor, batch_no: int, seed: int, dtype: torch.dtype) -> Batch:
+        B = int(idx.numel())
+        xs = self._xs[idx].transpose(0, 1).to(dtype).contiguous()
+        ys = self._labels[idx].unsqueeze(0).expand(self.T, B).contiguous()
+        mask = self._mask.to(dtype).unsqueeze(1).expand(self.T, B).contiguous()
+        return Batch(xs, ys, mask)

@@ -1,0 +1,59 @@
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+
+import pytest
+import torch
+
+sys.path.insert(0, os.path.dirname(__file__))
+
+import osttp  # noqa: E402
+from oracles import spike_statistics  # noqa: E402
+
+SPIKING = ("snu", "lif", "alif")
+
+
+@dataclass
+class Case:
+    net: osttp.Network
+    xs: torch.Tensor
+    ys: torch.Tensor
+    mask: torch.Tensor | None
+
+
+def make_case(cell: str, sizes: list[int], recurrent: bool, seed: int = 0, T: int = 24, B: int = 3,
+              targets: str = "index", masked: bool = True) -> Case:
+    """A float64 network and data on which every spiking layer really spikes and resets.
+
+    Layer gains are raised deterministically until each layer fires on 10-60% of steps, so the
+    surrogate, reset and recurrent paths are all exercised."""
+    net = osttp.Network.from_sizes(sizes, cell=cell, recurrent=recurrent, seed=seed, dtype=torch.float64)
+    g = torch.Generator().manual_seed(1000 + seed)
+    xs = torch.rand(T, B, sizes[0], generator=g, dtype=torch.float64) * 2.0
+    C = sizes[-1]
+    if targets == "index":
+        ys = torch.randint(0, C, (T, B), generator=g)
+    else:
+        ys = (torch.rand(T, B, C, generator=g) < 0.3).to(torch.float64)
+    mask = (torch.rand(T, B, generator=g) > 0.3).to(torch.float64) if masked else None
+    if cell in ("snu", "lif", "alif"):
+        with torch.no_grad():
+            for l, layer in enumerate(net.layers):
+                W0 = layer.W.clone()
+                for gain in (1.0, 1.25, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0):
+                    layer.W.copy_(W0 * gain)
+                    if 0.1 <= spike_statistics(net, xs)[l][0] <= 0.6:
+                        break
+    return Case(net, xs, ys, mask)
+
+
+def assert_really_spikes(case: Case) -> None:
+    for rate, resets in spike_statistics(case.net, case.xs):
+        assert 0.05 <= rate <= 0.8, f"firing rate {rate:.2f} outside [0.05, 0.8]"
+
+
+@pytest.fixture
+def case_factory():
+    return make_case

@@ -1,0 +1,156 @@
+"""Autograd oracles for every learning rule (SPEC §4.5), shared by all rule tests.
+
+Each online rule equals plain autograd on a *modified* graph of the same forward model:
+  - every hidden layer's input is detached (spatial paths cut);
+  - trace kind "diagonal": off-diagonal recurrent paths detached,
+        H y_{t-1} -> (H - diag H) stopgrad(y_{t-1}) + diag(H) * y_{t-1};
+  - trace kind "none": previous state and output detached (no path through time);
+  - hidden grads of layer l = grad_theta_l sum_t <stopgrad(L_t^l), y_t^l>, with L_t^l the rule's signal
+    computed here independently (target projection from B_l; errors from the forward pass;
+    backprop-in-space by autograd through the layers above at step t only);
+  - readout grads = grad sum_t m_t E_t with the readout input detached.
+These use only the cells' forward functions (dynamics/output) and autograd -- none of the
+hand-derived local derivatives, trace algebra or signal code they check.
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from osttp.cells import LayerState
+from osttp.network import Network
+
+
+def one_hot_targets(net: Network, ys: Tensor) -> Tensor:
+    if ys.is_floating_point():
+        return ys
+    return torch.nn.functional.one_hot(ys, net.n_out).to(net.dtype)
+
+
+def step_loss(o: Tensor, target: Tensor, kind: str) -> Tensor:
+    """Per-sample E_t written out from SPEC §2 (independent of osttp.rules.losses)."""
+    if kind == "ce":
+        return -(target * torch.log_softmax(o, -1)).sum(-1)
+    return torch.nn.functional.binary_cross_entropy_with_logits(o, target, reduction="none").sum(-1)
+
+
+def prediction(o: Tensor, kind: str) -> Tensor:
+    return torch.softmax(o, -1) if kind == "ce" else torch.sigmoid(o)
+
+
+def loss_kind(ys: Tensor) -> str:
+    return "bce" if ys.is_floating_point() else "ce"
+
+
+def bptt_oracle(net: Network, xs: Tensor, ys: Tensor, mask: Tensor | None = None) -> dict[str, Tensor]:
+    """Plain autograd through the unrolled sequence: grad of sum_t m_t E_t."""
+    kind = loss_kind(ys)
+    target = one_hot_targets(net, ys)
+    mask = torch.ones(xs.shape[:2], dtype=net.dtype) if mask is None else mask.to(net.dtype)
+    out = net(xs)
+    E = (mask * step_loss(out, target, kind)).sum()
+    params = dict(net.named_parameters())
+    grads = torch.autograd.grad(E, list(params.values()))
+    return dict(zip(params, grads))
+
+
+def _layer_step(layer, x: Tensor, state: LayerState, trace: str) -> LayerState:
+    """One step of a layer on the modified graph of a trace kind."""
+    y_prev, s_prev = state.y, state.s
+    if trace == "none":
+        y_prev, s_prev = y_prev.detach(), s_prev.detach()
+    I = x @ layer.W.T
+    if layer.H is not None:
+        if trace == "diagonal":
+            Hd = torch.diagonal(layer.H)
+            I = I + y_prev.detach() @ (layer.H - torch.diag(Hd)).T + y_prev * Hd
+        else:
+            I = I + y_prev @ layer.H.T
+    s = layer.cell.dynamics(I, s_prev, y_prev, layer.b)
+    return LayerState(s, layer.cell.output(s, layer.b))
+
+
+def _spatial_signal_at_step(net: Network, l: int, y_l: Tensor, prev_states: list[LayerState],
+                            target: Tensor, mask: Tensor, kind: str) -> Tensor:
+    """dE_t/dy_t^l through the layers above at step t only (their previous states held fixed)."""
+    y = y_l.detach().requires_grad_(True)
+    inp = y
+    for k in range(l + 1, len(net.layers)):
+        st = LayerState(prev_states[k].s.detach(), prev_states[k].y.detach())
+        inp = net.layers[k](inp, st).y
+    E = (mask * step_loss(net.readout(inp), target, kind)).sum()
+    (g,) = torch.autograd.grad(E, y)
+    return g
+
+
+def online_oracle(net: Network, xs: Tensor, ys: Tensor, mask: Tensor | None, trace: str, signal: str
+                  ) -> dict[str, Tensor]:
+    """Gradients of an online rule (trace kind x signal) by autograd on its modified graph."""
+    kind = loss_kind(ys)
+    targets = one_hot_targets(net, ys)
+    T, B = xs.shape[:2]
+    masks = torch.ones(T, B, dtype=net.dtype) if mask is None else mask.to(net.dtype)
+    states = net.initial_state(B)
+    total = xs.new_zeros(())
+    for t in range(T):
+        target, m = targets[t], masks[t]
+        prev = states
+        new_states, ys_t = [], []
+        inp = xs[t]
+        for layer, st in zip(net.layers, states):
+            st = _layer_step(layer, inp.detach(), st, trace)
+            new_states.append(st)
+            ys_t.append(st.y)
+            inp = st.y
+        o = net.readout(inp.detach())
+        total = total + (m * step_loss(o, target, kind)).sum()
+        error = (m.unsqueeze(-1) * (prediction(o, kind) - target)).detach()
+        above = None
+        for l in reversed(range(len(net.layers))):
+            if signal == "target-projection":
+                L = (m.unsqueeze(-1) * target) @ net.feedback[l]
+            elif signal == "random-error":
+                L = error @ net.feedback[l]
+            elif signal == "symmetric-error":
+                L = error @ net.readout.weight if above is None else above @ net.layers[l + 1].W
+            elif signal == "backprop-in-space":
+                L = _spatial_signal_at_step(net, l, ys_t[l], prev, target, m, kind)
+            else:
+                raise ValueError(signal)
+            L = L.detach()
+            above = L
+            total = total + (L * ys_t[l]).sum()
+        states = new_states
+    params = dict(net.named_parameters())
+    grads = torch.autograd.grad(total, list(params.values()), allow_unused=True)
+    return {n: (g if g is not None else torch.zeros_like(p)) for (n, p), g in zip(params.items(), grads)}
+
+
+def relative_error(a: Tensor, b: Tensor) -> float:
+    scale = max(float(b.norm()), float(a.norm()), 1e-300)
+    return float((a - b).norm()) / scale
+
+
+def assert_grads_close(got: dict[str, Tensor], want: dict[str, Tensor], tol: float = 1e-10) -> None:
+    assert set(got) == set(want), (sorted(got), sorted(want))
+    for name in want:
+        assert float(want[name].norm()) > 0 or float(got[name].norm()) == 0, name
+        err = relative_error(got[name], want[name])
+        assert err <= tol, f"{name}: relative error {err:.3e} > {tol:.0e}"
+
+
+def spike_statistics(net: Network, xs: Tensor) -> list[tuple[float, int]]:
+    """Per layer: the firing rate, and the number of spikes followed by another step (each one
+    exercises the reset path at the next step)."""
+    stats = []
+    with torch.no_grad():
+        states = net.initial_state(xs.shape[1])
+        ys: list[list[Tensor]] = [[] for _ in net.layers]
+        for x in xs:
+            _, states = net.step(x, states)
+            for l, st in enumerate(states):
+                ys[l].append(st.y)
+    for seq in ys:
+        y = torch.stack(seq)
+        stats.append((float(y.mean()), int((y[:-1] > 0.5).sum())))
+    return stats
