@@ -9,6 +9,10 @@ Each online rule equals plain autograd on a *modified* graph of the same forward
     computed here independently (target projection from B_l; errors from the forward pass;
     backprop-in-space by autograd through the layers above at step t only);
   - readout grads = grad sum_t m_t E_t with the readout input detached.
+Signals: target projection L = m_t y*_t B_l (osttp, drtp); random error L = m_t (y_hat_t - y*_t) B_l
+(dfa, eprop-rand); symmetric error L^{K-1} = m_t (y_hat_t - y*_t) V and L^l = L^{l+1} W^{l+1} below
+(eprop-sym); backprop-in-space L = dE_t/dy_t^l at step t (ostl). y_hat_t - y*_t is dE_t/do_t for
+softmax-CE and sigmoid-BCE, taken from the unmodified forward values.
 These use only the cells' forward functions (dynamics/output) and autograd -- none of the
 hand-derived local derivatives, trace algebra or signal code they check.
 """
@@ -42,13 +46,21 @@ def loss_kind(ys: Tensor) -> str:
     return "bce" if ys.is_floating_point() else "ce"
 
 
-def bptt_oracle(net: Network, xs: Tensor, ys: Tensor, mask: Tensor | None = None) -> dict[str, Tensor]:
-    """Plain autograd through the unrolled sequence: grad of sum_t m_t E_t."""
+def bptt_oracle(net: Network, xs: Tensor, ys: Tensor, mask: Tensor | None = None, window: int | None = None
+                ) -> dict[str, Tensor]:
+    """Plain autograd through the unrolled sequence: grad of sum_t m_t E_t.
+
+    With `window` = k: truncated BPTT, the states detached every k steps (tbptt-k)."""
     kind = loss_kind(ys)
     target = one_hot_targets(net, ys)
     mask = torch.ones(xs.shape[:2], dtype=net.dtype) if mask is None else mask.to(net.dtype)
-    out = net(xs)
-    E = (mask * step_loss(out, target, kind)).sum()
+    states = net.initial_state(xs.shape[1])
+    E = xs.new_zeros(())
+    for t in range(xs.shape[0]):
+        if window is not None and t > 0 and t % window == 0:
+            states = [LayerState(s.s.detach(), s.y.detach()) for s in states]
+        o, states = net.step(xs[t], states)
+        E = E + (mask[t] * step_loss(o, target[t], kind)).sum()
     params = dict(net.named_parameters())
     grads = torch.autograd.grad(E, list(params.values()))
     return dict(zip(params, grads))

@@ -152,6 +152,10 @@ def test_cli_check_and_path(capsys: pytest.CaptureFixture[str], tmp_path: Path,
     assert data.cli_check() == 0
     out = capsys.readouterr().out
     assert all(f"ok       {f}" in out for f in data.FILES)
+    from osttp.cli import main
+
+    assert main(["data", "check"]) == 0 and main(["data", "path"]) == 0
+    capsys.readouterr()
     monkeypatch.setenv("OSTTP_DATA", str(tmp_path))
     assert data.cli_check() == 2
     out = capsys.readouterr().out

@@ -84,7 +84,7 @@ def test_batches_resume_shuffle_and_errors() -> None:
     assert list(task.batches(8, start=7)) == []
     for kw in ({"batch_size": 0}, {"batch_size": 8, "start": 8}, {"batch_size": 8, "dtype": torch.int64}):
         with pytest.raises(OsttpError):
-            list(task.batches(**kw))
+            task.batches(**kw)  # raised at call time, before iterating
 
 
 def test_end_to_end_metric_with_task() -> None:

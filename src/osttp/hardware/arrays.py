@@ -174,11 +174,10 @@ class PCMArray(SynapseArray):
         self.config = config
         self.generator = generator
         pair_shape = (config.n_pairs, *self.shape)
-        kw = dict(dtype=self.dtype, device=self.device)
-        self.g_pos = config.initial_conductance(pair_shape, generator, **kw)
-        self.g_neg = config.initial_conductance(pair_shape, generator, **kw)
-        self.t_pos = torch.full(pair_shape, self.time, **kw)
-        self.t_neg = torch.full(pair_shape, self.time, **kw)
+        self.g_pos = config.initial_conductance(pair_shape, generator, self.dtype, self.device)
+        self.g_neg = config.initial_conductance(pair_shape, generator, self.dtype, self.device)
+        self.t_pos = torch.full(pair_shape, self.time, dtype=self.dtype, device=self.device)
+        self.t_neg = torch.full(pair_shape, self.time, dtype=self.dtype, device=self.device)
         # Which pair takes a synapse's next pulse: round-robin spreads the pulses over the pairs.
         self.next_pair = torch.zeros(self.shape, dtype=torch.long, device=self.device)
         self.program_pulses = 0
@@ -199,11 +198,12 @@ class PCMArray(SynapseArray):
 
     # --- reading ------------------------------------------------------------------------------------
     def conductances(self, t: float | None = None, read_noise: bool = False) -> tuple[Tensor, Tensor]:
-        """(G⁺, G⁻) at time t (default now), drifted, optionally with one draw of read noise (µS)."""
+        """(G⁺, G⁻) at time t (default now), drifted, optionally with one draw of read noise (µS).
+        Shapes (n_pairs, *shape); new tensors, safe to modify."""
         t = self._read_time(t)
         out = []
         for g_p, t_p in ((self.g_pos, self.t_pos), (self.g_neg, self.t_neg)):
-            g = self._drifted(g_p, t_p, t)
+            g = self._drifted(g_p, t_p, t).clone()
             if read_noise:
                 z = torch.randn(g.shape, generator=self.generator, dtype=g.dtype, device=g.device)
                 g = g + self.config.read_noise_std(g) * z
@@ -213,7 +213,7 @@ class PCMArray(SynapseArray):
     def _drifted(self, g_p: Tensor, t_p: Tensor, t: float) -> Tensor:
         """G(t_p)·drift_factor(t - t_p); skips the power when no device has drifted yet (the common
         case during training at a fixed time), which is exact because the factor is then 1."""
-        if self.config.nu == 0 or t - float(t_p.min()) <= self.config.t0:
+        if self.config.nu == 0 or t_p.numel() == 0 or t - float(t_p.min()) <= self.config.t0:
             return g_p
         return g_p * self.config.drift_factor(t - t_p)
 
@@ -268,9 +268,8 @@ class PCMArray(SynapseArray):
     def _reset(self, mask: Tensor) -> None:
         """RESET all devices of the synapses in `mask` to the initial (amorphous) state, now."""
         pair_mask = mask.unsqueeze(0).expand_as(self.g_pos)
-        kw = dict(dtype=self.dtype, device=self.device)
-        fresh_pos = self.config.initial_conductance(self.g_pos.shape, self.generator, **kw)
-        fresh_neg = self.config.initial_conductance(self.g_neg.shape, self.generator, **kw)
+        fresh_pos = self.config.initial_conductance(self.g_pos.shape, self.generator, self.dtype, self.device)
+        fresh_neg = self.config.initial_conductance(self.g_neg.shape, self.generator, self.dtype, self.device)
         self.g_pos = torch.where(pair_mask, fresh_pos, self.g_pos)
         self.g_neg = torch.where(pair_mask, fresh_neg, self.g_neg)
         self.t_pos = torch.where(pair_mask, torch.full_like(self.t_pos, self.time), self.t_pos)

@@ -181,9 +181,10 @@ class ClassificationMetric(Metric):
     @torch.no_grad()
     def update(self, outputs: torch.Tensor, batch: Batch) -> None:
         _check_outputs(outputs, batch, self.n_classes)
-        logits = outputs.detach().to(torch.float64)
-        m = batch.mask > 0
-        ys = batch.ys
+        # Accumulate on the CPU in float64: outputs may live on a GPU and sums run over a whole split.
+        logits = outputs.detach().to("cpu", torch.float64)
+        m = batch.mask.detach().cpu() > 0
+        ys = batch.ys.detach().cpu()
         # Loss only over supervised steps: cheaper than a full (T, B) cross-entropy for sparse masks.
         sel = logits[m]
         if sel.numel():
@@ -221,10 +222,10 @@ def multilabel_sums(
     if logits.shape != targets.shape:
         raise OsttpError(f"metric: logits {tuple(logits.shape)} and targets {tuple(targets.shape)} differ in shape")
     C = logits.shape[-1]
-    lg = logits.detach().to(torch.float64).reshape(-1, C)
-    tg = targets.detach().to(torch.float64).reshape(-1, C)
+    lg = logits.detach().to("cpu", torch.float64).reshape(-1, C)
+    tg = targets.detach().to("cpu", torch.float64).reshape(-1, C)
     if mask is not None:
-        m = (mask.reshape(-1) > 0)
+        m = mask.detach().cpu().reshape(-1) > 0
         lg, tg = lg[m], tg[m]
     nll = F.binary_cross_entropy_with_logits(lg, tg, reduction="sum")
     pred = lg > 0  # sigmoid(z) > 0.5  <=>  z > 0
@@ -336,8 +337,13 @@ class Task:
         if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
             raise OsttpError(f"task {self.name!r}: dtype={dtype!r} must be a torch floating-point dtype")
         order = self.order(bool(shuffle), seed)
+        # Checks above run at call time; only the batch building is lazy.
+        return self._iterate(order, int(batch_size), start, nb, int(seed), dtype)
+
+    def _iterate(self, order: torch.Tensor, batch_size: int, start: int, nb: int, seed: int,
+                 dtype: torch.dtype) -> Iterator[Batch]:
         for b in range(start, nb):
-            yield self._make_batch(order[b * batch_size : (b + 1) * batch_size], b, int(seed), dtype)
+            yield self._make_batch(order[b * batch_size : (b + 1) * batch_size], b, seed, dtype)
 
     def describe(self) -> str:
         return (
