@@ -8,6 +8,8 @@ import pytest
 import torch
 
 sys.path.insert(0, os.path.dirname(__file__))
+# The tests use tiny tensors: one thread avoids the inter-op overhead that dominates them on 2 cores.
+torch.set_num_threads(1)
 
 import osttp  # noqa: E402
 from oracles import spike_statistics  # noqa: E402

@@ -1,14 +1,346 @@
-"""Command-line interface: `osttp <command>` (also `python -m osttp`)."""
+"""Command-line interface: `osttp <command>` (also `python -m osttp`). See docs/cli.md.
+
+    osttp train   --task T --rule R [options] --out DIR     one run
+    osttp compare --task T --rules a,b --seeds 0,1 --out DIR several rules and seeds, summary + plot
+    osttp report  DIR [DIR...]                              summary + plot of existing runs
+    osttp list                                              tasks, rules, cells
+    osttp demo                                              OSTTP vs BPTT on smnist-rows (configs/demo.toml)
+    osttp data    check|path                                dataset files
+
+Exit codes: 0 success, 2 bad input (one line on stderr), 3 training diverged (NaN/Inf), 130 interrupted.
+"""
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
-from typing import Sequence
+from pathlib import Path
+from typing import Any, Callable, Sequence
 
 from osttp.errors import OsttpError
 
+EXIT_BAD_INPUT = 2
+EXIT_DIVERGED = 3
+EXIT_INTERRUPTED = 130
+DEMO_MARKER = ".osttp-demo"  # a directory holding it was made by `osttp demo` and may be replaced by it
 
-def _cmd_data(args: argparse.Namespace) -> int:
+
+class _UsageError(Exception):
+    """argparse found a bad command line; main() prints it as one line."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse prints usage + message over several lines and exits; we want one line and exit 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise _UsageError(message)
+
+
+# ---------------------------------------------------------------------------------------------
+# option types
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        vals = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers like 256,256, got {text!r}") from None
+    if not vals:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers like 256,256, got {text!r}")
+    return vals
+
+
+def _str_list(text: str) -> list[str]:
+    vals = [v.strip() for v in text.split(",") if v.strip()]
+    if not vals:
+        raise argparse.ArgumentTypeError(f"expected comma-separated names like osttp,bptt, got {text!r}")
+    return vals
+
+
+def _assignment(text: str) -> tuple[str, Any]:
+    from osttp.config import parse_scalar
+
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    return key.strip(), parse_scalar(value.strip())
+
+
+# Config options are registered with dest "section.key"; _FLAGS remembers each flag's name for messages.
+_FLAGS: dict[str, str] = {}
+
+
+def _opt(p: argparse.ArgumentParser, flag: str, dest: str, **kw: Any) -> None:
+    _FLAGS[dest] = flag
+    p.add_argument(flag, dest=dest, default=None, **kw)
+
+
+def _add_config_options(p: argparse.ArgumentParser, cmd: str) -> None:
+    """The options that set config keys (each overrides the config file)."""
+    g = p.add_argument_group("experiment (override the config file; see docs/cli.md for the keys)")
+    g.add_argument("--config", metavar="FILE", help="TOML config file (defaults < file < flags)")
+    if cmd != "demo":
+        _opt(g, "--task", "task.name", metavar="T", help="task name (osttp list)")
+        _opt(g, "--task-param", "task.params", metavar="KEY=VALUE", type=_assignment, action="append",
+             help="task parameter, repeatable (e.g. limit=1000, label=last)")
+        if cmd == "train":
+            _opt(g, "--rule", "train.rule", metavar="R", help="learning rule (osttp list)")
+            _opt(g, "--seed", "train.seed", metavar="S", type=int, help="weights and data order seed")
+        else:
+            _opt(g, "--rules", "compare.rules", metavar="A,B", type=_str_list, help="rules to compare")
+            _opt(g, "--seeds", "compare.seeds", metavar="S,S", type=_int_list, help="seeds for every rule")
+        _opt(g, "--cell", "model.cell", metavar="C", help="cell kind (osttp list)")
+        _opt(g, "--cell-option", "model.cell_options", metavar="KEY=VALUE", type=_assignment, action="append",
+             help="cell hyperparameter, repeatable (e.g. d=0.4, g=identity)")
+        _opt(g, "--hidden", "model.hidden", metavar="N,N", type=_int_list, help="hidden layer sizes, e.g. 256,256")
+        _opt(g, "--recurrent", "model.recurrent", action=argparse.BooleanOptionalAction,
+             help="recurrent weights H in every hidden layer")
+        _opt(g, "--dtype", "model.dtype", choices=["float32", "float64"])
+        _opt(g, "--feedback-scale", "model.feedback_scale", metavar="X", type=float,
+             help="B_l ~ U(-X, X) instead of the default U(-sqrt(6/n), sqrt(6/n))")
+        _opt(g, "--epochs", "train.epochs", metavar="N", type=int)
+        _opt(g, "--batch-size", "train.batch_size", metavar="B", type=int)
+        _opt(g, "--lr", "train.lr", metavar="X", type=float, help="learning rate")
+        _opt(g, "--optimizer", "train.optimizer", choices=["adam", "sgd"])
+        _opt(g, "--momentum", "train.momentum", metavar="X", type=float, help="SGD momentum")
+        _opt(g, "--weight-decay", "train.weight_decay", metavar="X", type=float)
+        _opt(g, "--schedule", "train.schedule", metavar="S",
+             help="sequence-end | per-step | every-<k> (when updates are applied)")
+        _opt(g, "--window", "train.window", metavar="K", type=int, help="tbptt window (default 10)")
+        _opt(g, "--shuffle", "train.shuffle", action=argparse.BooleanOptionalAction,
+             help="shuffle training sequences each epoch (order from seed and epoch)")
+        _opt(g, "--max-train-batches", "train.max_batches", metavar="N", type=int,
+             help="training batches per epoch (default: all)")
+        _opt(g, "--eval-batch-size", "eval.batch_size", metavar="B", type=int)
+        _opt(g, "--max-valid-batches", "eval.max_valid_batches", metavar="N", type=int,
+             help="evaluate on the first N valid batches only")
+        _opt(g, "--max-test-batches", "eval.max_test_batches", metavar="N", type=int,
+             help="evaluate on the first N test batches only")
+        _opt(g, "--test-params", "eval.test_params", choices=["final", "best-valid"],
+             help="parameters the test metric is measured with (default final)")
+        _opt(g, "--checkpoint-every", "run.checkpoint_every", metavar="N", type=int,
+             help="also checkpoint every N training batches (default 0: epoch ends only)")
+    _opt(g, "--device", "run.device", metavar="D", help="auto (CUDA when present) | cpu | cuda | cuda:N")
+    r = p.add_argument_group("run")
+    r.add_argument("--out", metavar="DIR", help="output directory")
+    if cmd != "demo":
+        r.add_argument("--resume", action="store_true", help="continue the run(s) in --out from the last checkpoint")
+    r.add_argument("--quiet", action="store_true", help="log lines (one per epoch) instead of a progress bar")
+
+
+def _flags_config(args: argparse.Namespace) -> dict[str, Any]:
+    """The partial config set by flags that were given, each checked and named by its flag."""
+    from osttp import config as C
+
+    out: dict[str, dict[str, Any]] = {}
+    for dest, value in vars(args).items():
+        if "." not in dest or value is None:
+            continue
+        sec, key = dest.split(".")
+        if isinstance(value, list) and value and isinstance(value[0], tuple):
+            value = dict(value)  # KEY=VALUE pairs -> a table (the last of a repeated key wins)
+        try:
+            value = C.check_value("", C.SCHEMA[sec][key], value)
+        except OsttpError as e:
+            raise OsttpError(f"argument {_FLAGS.get(dest, dest)}: {e}") from None
+        out.setdefault(sec, {})[key] = value
+    return out
+
+
+def _file_config(args: argparse.Namespace) -> list[tuple[dict[str, Any], str]]:
+    from osttp import config as C
+
+    if not args.config:
+        return []
+    return [(C.read_toml(args.config), f"config file {args.config!r}")]
+
+
+def _command(argv: Sequence[str]) -> str:
+    return "osttp " + shlex.join(argv)
+
+
+# ---------------------------------------------------------------------------------------------
+# commands
+
+
+def _cmd_train(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    from osttp import config as C
+    from osttp import runner
+
+    layers = _file_config(args) + [(_flags_config(args), "command line")]
+    out = Path(args.out) if args.out else None
+    saved = None
+    if args.resume:
+        if out is None:
+            raise OsttpError("--resume needs --out DIR, the run to continue")
+        saved = runner.saved_config(out)
+        layers.insert(0, (saved, str(out / "config.toml")))
+    cfg = C.resolve(*layers)
+    C.require_run_keys(cfg)
+    if out is None:
+        out = Path("runs") / f"{cfg['task']['name']}-{cfg['train']['rule']}-s{cfg['train']['seed']}"
+    if not args.resume:
+        runner.check_new_dir(out)  # early: before loading data
+    setup = runner.prepare(cfg)
+    if saved is not None:
+        runner.check_resume_config(saved, setup.cfg, str(out / "config.toml"))
+    runner.train_run(setup, out, resume=args.resume, quiet=args.quiet, header=f"written by: {_command(argv)}")
+    return 0
+
+
+def _compare_config(args: argparse.Namespace, saved: dict[str, Any] | None, saved_name: str) -> dict[str, Any]:
+    from osttp import config as C
+
+    layers = _file_config(args) + [(_flags_config(args), "command line")]
+    if saved is not None:
+        layers.insert(0, (saved, saved_name))
+    cfg = C.resolve(*layers)
+    if not cfg["task"]["name"]:
+        raise OsttpError("no task given: use --task NAME or set [task] name in the config file")
+    return cfg
+
+
+def _print_summary(summary: dict[str, Any], out: Path, png: str, md: str) -> None:
+    from osttp import runner
+
+    print()
+    print(runner.summary_table(summary))
+    if summary.get("chance") is not None:
+        print(f"chance {summary['metric_name']}: {summary['chance']:.4f}; test measured with the "
+              f"{summary['test_params']} parameters")
+    print(f"summary: {out / md}   plot: {out / png}")
+
+
+def _cmd_compare(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    from osttp import config as C
+    from osttp import runner
+
+    out = Path(args.out) if args.out else None
+    saved = None
+    if args.resume:
+        if out is None:
+            raise OsttpError("--resume needs --out DIR, the compare directory to continue")
+        if not (out / "compare.toml").is_file():
+            raise OsttpError(f"cannot resume: {str(out / 'compare.toml')!r} not found")
+        saved = C.read_toml(out / "compare.toml")
+    cfg = _compare_config(args, saved, str(out / "compare.toml") if out else "")
+    if out is None:
+        out = Path("runs") / f"compare-{cfg['task']['name']}"
+    if not args.resume:
+        runner.check_new_dir(out)
+    summary = runner.run_compare(cfg, out, resume=args.resume, quiet=args.quiet, command=_command(argv))
+    _print_summary(summary, out, "compare.png", "summary.md")
+    if summary["diverged"]:
+        print(f"osttp: error: diverged: {', '.join(summary['diverged'])}", file=sys.stderr)
+        return EXIT_DIVERGED
+    return 0
+
+
+def find_config(name: str) -> Path:
+    """configs/NAME in the current directory, else in the source checkout this package runs from."""
+    here = Path(__file__).resolve()
+    candidates = [Path.cwd() / "configs" / name, here.parents[2] / "configs" / name]
+    for c in candidates:
+        if c.is_file():
+            return c
+    raise OsttpError(f"cannot find configs/{name} (looked in {', '.join(str(c.parent) for c in candidates)}); "
+                     "pass --config FILE")
+
+
+def _cmd_demo(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    from osttp import config as C
+    from osttp import runner
+
+    path = Path(args.config) if args.config else find_config("demo.toml")
+    cfg = C.resolve((C.read_toml(path), f"config file {str(path)!r}"), (_flags_config(args), "command line"))
+    if not cfg["task"]["name"]:
+        raise OsttpError(f"{str(path)!r} sets no [task] name")
+    out = Path(args.out) if args.out else Path("runs") / "demo"
+    if out.exists() and not (out / DEMO_MARKER).is_file() and not runner.is_empty_dir(out):
+        raise OsttpError(f"{str(out)!r} exists and was not made by `osttp demo`; move it away or pass --out DIR")
+    print(f"osttp demo: {', '.join(cfg['compare']['rules'])} on {cfg['task']['name']} ({path}); output in {out}/",
+          flush=True)
+    summary = runner.run_compare(cfg, out, quiet=args.quiet, command=f"osttp demo  # config {path}", kind="demo",
+                                 replace_marker=DEMO_MARKER)
+    _print_summary(summary, out, "compare.png", "summary.md")
+    if summary["diverged"]:
+        print(f"osttp: error: diverged: {', '.join(summary['diverged'])}", file=sys.stderr)
+        return EXIT_DIVERGED
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    from osttp import runner
+
+    dirs = [Path(d) for d in args.dirs]
+    for d in dirs:
+        if not d.is_dir():
+            raise OsttpError(f"{str(d)!r} is not a directory")
+    if args.out:
+        out = Path(args.out)
+    elif len(dirs) == 1:
+        out = dirs[0]
+    else:
+        raise OsttpError("several directories given: pass --out DIR for the report")
+    summary = runner.write_summary(dirs, out, command=_command(argv), title="osttp report",
+                                   png_name="report.png", md_name="report.md", json_name="report.json")
+    _print_summary(summary, out, "report.png", "report.md")
+    return 0
+
+
+TASK_INFO: dict[str, str] = {
+    "smnist-rows": "sequential MNIST: 28 steps x 28 pixels, 10 classes, accuracy (MNIST files)",
+    "smnist-pixels": "sequential MNIST: 784 steps x 1 pixel, 10 classes, accuracy (MNIST files)",
+    "psmnist": "permuted sequential MNIST: 784 steps x 1 pixel, 10 classes, accuracy (MNIST files)",
+    "jsb": "JSB Chorales next-step prediction: 88 keys in and out, nll per step (JSB file)",
+}
+CELL_INFO: dict[str, str] = {
+    "snu": "spiking neural unit, Heaviside output with 1-tanh^2 surrogate (default)",
+    "ssnu": "soft SNU, sigmoid output",
+    "lif": "leaky integrate-and-fire with subtractive reset",
+    "alif": "adaptive-threshold LIF (two states per unit)",
+    "rnn": "leaky tanh RNN",
+}
+
+
+def _task_line(name: str) -> str:
+    if name in TASK_INFO:
+        return TASK_INFO[name]
+    try:  # synthetic tasks are generated in milliseconds: describe them from the real thing
+        import osttp.tasks
+
+        t = osttp.tasks.load(name, "valid")
+        steps = getattr(t, "T", "?")
+        return (f"synthetic: {steps} steps x {t.n_in} inputs, {t.n_out} classes, {t.metric_name} (no files; "
+                f"chance {t.chance:.2f})")
+    except Exception as e:  # a listing must not fail because one task cannot describe itself
+        return f"({type(e).__name__}: {e})"
+
+
+def _cmd_list(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    import osttp
+    import osttp.tasks
+    from osttp.rules import ONLINE_PRESETS
+
+    for name in osttp.tasks.available():
+        print(f"task  {name:<18} {_task_line(name)}")
+    for name in osttp.available_learners():
+        if name == "bptt":
+            info = "backprop through time: autograd over the unrolled sequence"
+        elif name == "tbptt":
+            info = "truncated BPTT: autograd over windows of train.window steps (default 10)"
+        elif name in ONLINE_PRESETS:
+            trace, signal = ONLINE_PRESETS[name]
+            info = f"online: {trace} traces, {signal} learning signal"
+        else:
+            info = ""
+        print(f"rule  {name:<18} {info}".rstrip())
+    for name in osttp.available_cells():
+        print(f"cell  {name:<18} {CELL_INFO.get(name, '')}".rstrip())
+    return 0
+
+
+def _cmd_data(args: argparse.Namespace, argv: Sequence[str]) -> int:
     from osttp.tasks import data
 
     if args.data_cmd == "path":
@@ -17,26 +349,53 @@ def _cmd_data(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="osttp", description=__doc__)
-    sub = p.add_subparsers(dest="cmd", required=True)
-    d = sub.add_parser("data", help="where datasets are looked for, and whether their checksums hold")
+    p = _Parser(prog="osttp", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
+
+    def add(name: str, func: Callable[[argparse.Namespace, Sequence[str]], int], help: str) -> argparse.ArgumentParser:
+        sp = sub.add_parser(name, help=help, description=help)
+        sp.set_defaults(func=func)
+        return sp
+
+    _add_config_options(add("train", _cmd_train, "train one rule on one task"), "train")
+    _add_config_options(add("compare", _cmd_compare, "train several rules and seeds, summarise and plot"),
+                        "compare")
+    rp = add("report", _cmd_report, "summary table and learning curves of existing run or compare directories")
+    rp.add_argument("dirs", nargs="+", metavar="DIR")
+    rp.add_argument("--out", metavar="DIR", help="where report.md/.json/.png go (default: the one DIR given)")
+    add("list", _cmd_list, "tasks, rules and cells")
+    _add_config_options(add("demo", _cmd_demo, "OSTTP vs BPTT on smnist-rows in a few minutes "
+                                               "(configs/demo.toml, output in runs/demo)"), "demo")
+    d = add("data", _cmd_data, "where datasets are looked for, and whether their checksums hold")
     d.add_argument("data_cmd", choices=["check", "path"])
-    d.set_defaults(func=_cmd_data)
     return p
 
 
-class _Parser(argparse.ArgumentParser):
-    pass
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        return int(args.func(args))
+        args = build_parser().parse_args(argv)
+        return int(args.func(args, argv))
+    except _UsageError as e:
+        print(f"osttp: error: {_one_line(str(e))}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     except OsttpError as e:
-        print(f"osttp: error: {e}", file=sys.stderr)
-        return 2
+        print(f"osttp: error: {_one_line(str(e))}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("osttp: interrupted (continue a run with --resume)", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as e:
+        from osttp.runner import Diverged
+
+        if isinstance(e, Diverged):
+            print(f"osttp: error: {_one_line(str(e))}", file=sys.stderr)
+            return EXIT_DIVERGED
+        raise
 
 
 if __name__ == "__main__":

@@ -87,8 +87,43 @@ class SynapseArray(ABC):
 
     @abstractmethod
     def weight(self, t: float | None = None, read_noise: bool = True,
-               drift_compensation: bool = False) -> Tensor:
-        """The weights a read at time t (default: now) returns."""
+               drift_compensation: bool = False, generator: torch.Generator | None = None) -> Tensor:
+        """The weights a read at time t (default: now) returns; `generator` (default: the array's own)
+        draws the read noise, so reads can use a stream of their own."""
+
+    def weight_std(self, t: float | None = None) -> Tensor | None:
+        """Std of one read's noise on each weight at time t (weight units); None for noise-free arrays."""
+        self._read_time(t)
+        return None
+
+    # --- checkpoints ----------------------------------------------------------------------------------
+    _state_tensors: tuple[str, ...] = ()  # per-synapse tensors a subclass keeps (besides pulse_count)
+    _state_ints: tuple[str, ...] = ()  # counters a subclass keeps
+
+    def state_dict(self) -> dict[str, object]:
+        """Everything needed to continue from here (tensors are copies)."""
+        out: dict[str, object] = {"time": self.time, "pulse_count": self.pulse_count.clone()}
+        out.update({k: getattr(self, k).clone() for k in self._state_tensors})
+        out.update({k: int(getattr(self, k)) for k in self._state_ints})
+        return out
+
+    def load_state_dict(self, state: dict[str, object]) -> None:
+        """Restore `state_dict()` output of an array of the same class, shape and device model."""
+        keys = {"time", "pulse_count", *self._state_tensors, *self._state_ints}
+        if not isinstance(state, dict) or set(state) != keys:
+            got = sorted(state) if isinstance(state, dict) else type(state).__name__
+            raise OsttpError(f"{type(self).__name__} state: expected keys {sorted(keys)}, got {got}")
+        for k in ("pulse_count", *self._state_tensors):
+            ref, new = getattr(self, k), state[k]
+            if not isinstance(new, Tensor) or new.shape != ref.shape:
+                got = tuple(new.shape) if isinstance(new, Tensor) else type(new).__name__
+                raise OsttpError(f"{type(self).__name__} state[{k!r}]: expected shape {tuple(ref.shape)}, got {got}")
+        for k in ("pulse_count", *self._state_tensors):
+            ref = getattr(self, k)
+            setattr(self, k, state[k].to(dtype=ref.dtype, device=ref.device).clone())  # type: ignore[union-attr]
+        for k in self._state_ints:
+            setattr(self, k, int(state[k]))  # type: ignore[call-overload]
+        self.time = float(state["time"])  # type: ignore[arg-type]
 
     @abstractmethod
     def apply_pulses(self, n_pos: Tensor, n_neg: Tensor) -> None:
@@ -111,12 +146,14 @@ class IdealArray(SynapseArray):
         self.config = config
         self._w = initial_weight.detach().clone()
 
+    _state_tensors = ("_w",)
+
     @property
     def pulse_weight(self) -> float:
         return 0.0
 
     def weight(self, t: float | None = None, read_noise: bool = True,
-               drift_compensation: bool = False) -> Tensor:
+               drift_compensation: bool = False, generator: torch.Generator | None = None) -> Tensor:
         self._read_time(t)
         return self._w.clone()
 
@@ -140,12 +177,14 @@ class QuantizedArray(SynapseArray):
         levels = torch.round(initial_weight.detach() / config.level_step)
         self.levels = torch.clamp(levels, -config.max_level, config.max_level).to(torch.long)
 
+    _state_tensors = ("levels",)
+
     @property
     def pulse_weight(self) -> float:
         return self.config.level_step
 
     def weight(self, t: float | None = None, read_noise: bool = True,
-               drift_compensation: bool = False) -> Tensor:
+               drift_compensation: bool = False, generator: torch.Generator | None = None) -> Tensor:
         self._read_time(t)
         return self.levels.to(self.dtype) * self.config.level_step
 
@@ -197,15 +236,20 @@ class PCMArray(SynapseArray):
         return cfg.effective_alpha * cfg.n_pairs * (cfg.refresh_threshold - cfg.g_min)
 
     # --- reading ------------------------------------------------------------------------------------
-    def conductances(self, t: float | None = None, read_noise: bool = False) -> tuple[Tensor, Tensor]:
-        """(G⁺, G⁻) at time t (default now), drifted, optionally with one draw of read noise (µS).
-        Shapes (n_pairs, *shape); new tensors, safe to modify."""
+    _state_tensors = ("g_pos", "g_neg", "t_pos", "t_neg", "next_pair")
+    _state_ints = ("program_pulses", "refresh_count", "unconverged")
+
+    def conductances(self, t: float | None = None, read_noise: bool = False,
+                     generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+        """(G⁺, G⁻) at time t (default now), drifted, optionally with one draw of read noise (µS) from
+        `generator` (default: the array's). Shapes (n_pairs, *shape); new tensors, safe to modify."""
+        gen = self.generator if generator is None else generator
         t = self._read_time(t)
         out = []
         for g_p, t_p in ((self.g_pos, self.t_pos), (self.g_neg, self.t_neg)):
             g = self._drifted(g_p, t_p, t).clone()
             if read_noise:
-                z = torch.randn(g.shape, generator=self.generator, dtype=g.dtype, device=g.device)
+                z = torch.randn(g.shape, generator=gen, dtype=g.dtype, device=g.device)
                 g = g + self.config.read_noise_std(g) * z
             out.append(g)
         return out[0], out[1]
@@ -222,13 +266,20 @@ class PCMArray(SynapseArray):
         return self.config.differential_weight(self.g_pos, self.g_neg)
 
     def weight(self, t: float | None = None, read_noise: bool = True,
-               drift_compensation: bool = False) -> Tensor:
+               drift_compensation: bool = False, generator: torch.Generator | None = None) -> Tensor:
         """α Σ(G⁺ - G⁻) read at time t; with drift_compensation, scaled by the global factor."""
-        g_pos, g_neg = self.conductances(t, read_noise)
+        g_pos, g_neg = self.conductances(t, read_noise, generator)
         w = self.config.differential_weight(g_pos, g_neg)
         if drift_compensation:
             w = w * global_drift_compensation_factor(w, self.programmed_weight())
         return w
+
+    def weight_std(self, t: float | None = None) -> Tensor:
+        """Std of one read's noise on each weight at time t: α·sqrt(Σ_pairs σ_r(G⁺)² + σ_r(G⁻)²), the
+        devices' read noises being independent (evaluation samples per-sequence reads from it)."""
+        g_pos, g_neg = self.conductances(t, read_noise=False)
+        var = self.config.read_noise_std(g_pos) ** 2 + self.config.read_noise_std(g_neg) ** 2
+        return self.config.effective_alpha * var.sum(dim=0).sqrt()
 
     # --- writing ------------------------------------------------------------------------------------
     def set_conductances(self, g_pos: Tensor, g_neg: Tensor) -> None:

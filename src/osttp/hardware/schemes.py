@@ -43,6 +43,15 @@ class UpdateScheme(ABC):
                generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
         """Pulse counts (long tensors of delta_w's shape) for the requested change delta_w."""
 
+    def state_dict(self) -> dict[str, object]:
+        """The scheme's state between calls, for checkpoints (stateless schemes: empty)."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, object]) -> None:
+        """Restore `state_dict()` output."""
+        if state != {}:
+            raise OsttpError(f"update scheme {self.name!r} keeps no state, got keys {sorted(state)}")
+
 
 class StochasticScheme(UpdateScheme):
     """Stochastic rounding of |ΔW|/p: unbiased in the number of pulses, no state."""
@@ -108,6 +117,18 @@ class MixedPrecisionScheme(UpdateScheme):
         n_float = torch.floor(chi.abs() / p)
         self.accumulator = chi - torch.sign(chi) * n_float * p
         return _split_by_sign(chi, n_float.to(torch.long))
+
+    def state_dict(self) -> dict[str, object]:
+        return {"accumulator": None if self.accumulator is None else self.accumulator.clone()}
+
+    def load_state_dict(self, state: dict[str, object]) -> None:
+        if not isinstance(state, dict) or set(state) != {"accumulator"}:
+            raise OsttpError(f"mixed-precision scheme state: expected the key 'accumulator', got {state!r:.80}")
+        acc = state["accumulator"]
+        if acc is not None and not isinstance(acc, Tensor):
+            raise OsttpError(f"mixed-precision scheme state: accumulator must be a tensor or None, got "
+                             f"{type(acc).__name__}")
+        self.accumulator = None if acc is None else acc.clone()
 
 
 SCHEMES: dict[str, type[UpdateScheme]] = {

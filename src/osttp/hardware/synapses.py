@@ -130,18 +130,22 @@ class HardwareSynapses(torch.optim.Optimizer):
         return loss
 
     def read_weights(self, t: float | None = None, read_noise: bool = True,
-                     drift_compensation: bool | None = None) -> dict[str, Tensor]:
+                     drift_compensation: bool | None = None,
+                     generator: torch.Generator | None = None) -> dict[str, Tensor]:
         """One read of every array at time t (default now): noisy and drifted unless told otherwise;
-        drift_compensation None uses the constructor's setting."""
+        drift_compensation None uses the constructor's setting; `generator` draws the read noise
+        (default: the optimizer's own stream)."""
         comp = self.drift_compensation if drift_compensation is None else drift_compensation
-        return {name: a.weight(t, read_noise=read_noise, drift_compensation=comp)
+        gen = self.generator if generator is None else generator
+        return {name: a.weight(t, read_noise=read_noise, drift_compensation=comp, generator=gen)
                 for name, a in self.arrays.items()}
 
     @torch.no_grad()
     def load_read_weights(self, t: float | None = None, read_noise: bool = True,
-                          drift_compensation: bool | None = None) -> None:
+                          drift_compensation: bool | None = None,
+                          generator: torch.Generator | None = None) -> None:
         """Copy `read_weights(...)` into param.data, for a forward pass that should see the hardware."""
-        for name, w in self.read_weights(t, read_noise, drift_compensation).items():
+        for name, w in self.read_weights(t, read_noise, drift_compensation, generator).items():
             self.params[name].data.copy_(w)
 
     def pulse_counts(self) -> dict[str, Tensor]:

@@ -31,8 +31,9 @@ class Learner:
                  k: int | None = None) -> None:
         if not isinstance(net, Network):
             raise OsttpError(f"net must be an osttp.Network, got {type(net).__name__}")
-        if optimizer is not None and not isinstance(optimizer, torch.optim.Optimizer):
-            raise OsttpError(f"optimizer must be a torch.optim.Optimizer or None, got {type(optimizer).__name__}")
+        if optimizer is not None and not callable(getattr(optimizer, "step", None)):
+            raise OsttpError("optimizer must be a torch.optim.Optimizer (or any object with a step() method) "
+                             f"or None, got {type(optimizer).__name__}")
         self.net = net
         self.optimizer = optimizer
         self.schedule = make_schedule(schedule, k)

@@ -63,6 +63,8 @@ class OnlineLearner(Learner):
         net, signal = self.net, self.signal
         ctx = StepContext(target=target, mask=mask)
         layer_acc = self._layer_acc_views()
+        # Every signal carries the factor m_t: an unsupervised step only advances states and traces.
+        supervised = bool(mask.any())
         inp = x
         for l, layer in enumerate(net.layers):
             st = self.states[l]
@@ -71,12 +73,14 @@ class OnlineLearner(Learner):
             y = layer.cell.output(s, layer.b)
             loc = layer.cell.local(I, st.s, st.y, s, layer.b)
             self.trace.update(self.traces[l], layer, loc, st.os, st.ob, inp, st.y)
-            if not signal.uses_output_error:  # no spatial locking: learn before the layers above run
+            if supervised and not signal.uses_output_error:  # no spatial locking: learn before the layers above run
                 self.trace.contract(self.traces[l], loc, signal.for_layer(net, l, ctx, None), layer_acc[l])
             ctx.locals.append(loc)
             self.states[l] = OnlineState(s, y, loc.os, loc.ob)
             inp = y
         o = net.readout(inp)
+        if not supervised:
+            return o
         error = mask.unsqueeze(-1) * loss.output_error(o, target)
         self.acc["readout.weight"] += error.T @ inp
         self.acc["readout.bias"] += error.sum(0)
