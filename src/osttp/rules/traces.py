@@ -67,9 +67,15 @@ def _times_blocks(D: Tensor, eps: Tensor) -> Tensor:
     return torch.matmul(D, eps.reshape(eps.shape[:3] + (-1,))).reshape(eps.shape)
 
 
-def _learning_weights(loc: Local, L: Tensor) -> Tensor:
-    """u_t,m,a = L_t,m dy_t,m/ds_t,m,a: how much each state component's eligibility counts."""
-    return L.unsqueeze(-1) * loc.os
+def contract_traces(tr: TraceState, loc: Local, L: Tensor, acc: dict[str, Tensor], equation: str) -> None:
+    """grad += sum_b sum_k L_k e_k with e = dy/ds eps + dy/dtheta|direct (SPEC §4.3).
+
+    u_m,a = L_m dy_m/ds_m,a weighs each state component's eligibility; `equation` sums u against
+    the kind's eps layout (diagonal: unit m = i only; exact: over every unit m)."""
+    u = L.unsqueeze(-1) * loc.os
+    for name, eps in tr.items():
+        acc[name] += torch.einsum(equation, u, eps)
+    acc["b"] += (L * loc.ob).sum(0)  # b also acts on y_t directly
 
 
 class DiagonalTrace:
@@ -104,12 +110,7 @@ class DiagonalTrace:
             tr[name].addcmul_(loc.fI.unsqueeze(-1), pre[:, None, None, :])
 
     def contract(self, tr: TraceState, loc: Local, L: Tensor, acc: dict[str, Tensor]) -> None:
-        u = _learning_weights(loc, L)
-        for name in tr:
-            if name == "b":
-                acc["b"] += torch.einsum("bia,bia->i", u, tr["b"]) + (L * loc.ob).sum(0)
-            else:
-                acc[name] += torch.einsum("bia,biaj->ij", u, tr[name])
+        contract_traces(tr, loc, L, acc, "bia,bia...->i...")
 
 
 class ExactTrace:
@@ -150,12 +151,7 @@ class ExactTrace:
             tr["b"].add_(loc.fI.unsqueeze(-1) * (layer.H.unsqueeze(0) * ob_prev.unsqueeze(1)).unsqueeze(2))
 
     def contract(self, tr: TraceState, loc: Local, L: Tensor, acc: dict[str, Tensor]) -> None:
-        u = _learning_weights(loc, L)
-        for name in tr:
-            if name == "b":
-                acc["b"] += torch.einsum("bma,bmai->i", u, tr["b"]) + (L * loc.ob).sum(0)
-            else:
-                acc[name] += torch.einsum("bma,bmaij->ij", u, tr[name])
+        contract_traces(tr, loc, L, acc, "bma,bma...->...")
 
 
 TRACE_KINDS = {"diagonal": lambda: DiagonalTrace(True), "none": lambda: DiagonalTrace(False),
