@@ -121,6 +121,7 @@ def _add_config_options(p: argparse.ArgumentParser, cmd: str) -> None:
         _opt(g, "--checkpoint-every", "run.checkpoint_every", metavar="N", type=int,
              help="also checkpoint every N training batches (default 0: epoch ends only)")
     _opt(g, "--device", "run.device", metavar="D", help="auto (CUDA when present) | cpu | cuda | cuda:N")
+    _opt(g, "--threads", "run.threads", metavar="N", type=int, help="torch CPU threads (default 0: torch's choice)")
     r = p.add_argument_group("run")
     r.add_argument("--out", metavar="DIR", help="output directory")
     if cmd != "demo":

@@ -83,6 +83,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
     "run": {
         "device": Key("str", "auto"),
         "checkpoint_every": Key("int", 0, lo=0),  # batches; 0: only at epoch ends
+        "threads": Key("int", 0, lo=0),  # torch CPU threads; 0: torch's default
     },
     "compare": {
         "rules": Key("strs", ["osttp", "bptt"], nonempty=True),
@@ -91,7 +92,8 @@ SCHEMA: dict[str, dict[str, Key]] = {
 }
 
 # Keys that may differ between a saved run and the command that resumes it.
-RESUMABLE_CHANGES: frozenset[str] = frozenset({"run.device", "run.checkpoint_every", "train.epochs"})
+RESUMABLE_CHANGES: frozenset[str] = frozenset({"run.device", "run.checkpoint_every", "run.threads",
+                                               "train.epochs"})
 
 
 def defaults() -> dict[str, Any]:
@@ -236,10 +238,15 @@ def require_run_keys(cfg: Mapping[str, Any]) -> None:
 
 def differences(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[str]:
     """Dotted keys whose values differ between two full configs (free-form tables compared whole)."""
+
+    def norm(key: Key, v: Any) -> Any:
+        # a None entry in a free-form table equals an absent one: config.toml cannot write None
+        return {x: y for x, y in v.items() if y is not None} if key.kind == "table" and isinstance(v, dict) else v
+
     out = []
     for sec in SCHEMA:
-        for k in SCHEMA[sec]:
-            va, vb = a.get(sec, {}).get(k), b.get(sec, {}).get(k)
+        for k, key in SCHEMA[sec].items():
+            va, vb = norm(key, a.get(sec, {}).get(k)), norm(key, b.get(sec, {}).get(k))
             if va != vb:
                 out.append(f"{sec}.{k}")
     return out

@@ -37,8 +37,6 @@ from osttp.tasks import Task
 from osttp.tasks.base import derive_seed
 
 CHECKPOINT_FORMAT = "osttp-checkpoint-1"
-EXIT_BAD_INPUT = 2
-EXIT_DIVERGED = 3
 
 Log = Callable[[str], None]
 
@@ -118,6 +116,13 @@ def make_rule(cfg: Mapping[str, Any], net: Network, optimizer: torch.optim.Optim
     window = t["window"] if t["rule"] == "tbptt" else None  # other rules ignore it (documented)
     return osttp.make_learner(t["rule"], net, optimizer=optimizer, schedule=t["schedule"], loss=task.loss,
                               window=window)
+
+
+def set_threads(cfg: Mapping[str, Any]) -> None:
+    """Small networks run faster and far more predictably on one thread on a busy machine:
+    torch's intra-op threads wait on each other at every tiny op when cores are contended."""
+    if cfg["run"]["threads"] > 0:
+        torch.set_num_threads(cfg["run"]["threads"])
 
 
 def prepare(cfg: Mapping[str, Any], cache: TaskCache | None = None) -> Setup:
@@ -365,12 +370,13 @@ def train_run(setup: Setup, out: Path, *, resume: bool = False, quiet: bool = Fa
 
     if setup.device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(setup.device)
+    set_threads(cfg)
     name = label or f"{cfg['train']['rule']} s{cfg['train']['seed']}"
     wall_base = progress.wall_seconds
     try:
         _loop(setup, out, progress, session_start, quiet, name, log)
     except Diverged as e:
-        results = _results(setup, progress, session_start, status="diverged", error=str(e))
+        results = _results(setup, progress, status="diverged", error=str(e))
         write_text_atomic(out / "results.json", dumps_json(results))
         raise
     return _finish(setup, out, progress, wall_base, session_start, log, name)
@@ -474,7 +480,7 @@ def shuffle_seed(seed: int, epoch: int) -> int:
     return derive_seed(seed, epoch, "epoch-order")
 
 
-def _results(setup: Setup, progress: Progress, session_start: float, status: str, **extra: Any) -> dict[str, Any]:
+def _results(setup: Setup, progress: Progress, status: str, **extra: Any) -> dict[str, Any]:
     cfg, test_task = setup.cfg, setup.tasks["test"]
     last_valid = progress.history[-1]["valid"] if progress.history else {}
     return {
@@ -504,6 +510,7 @@ def _results(setup: Setup, progress: Progress, session_start: float, status: str
         "learner_state_mb": progress.learner_state_bytes / 2**20,
         "n_params": sum(p.numel() for p in setup.net.parameters()),
         "device": str(setup.device),
+        "threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "osttp": osttp.__version__,
         **extra,
@@ -526,7 +533,7 @@ def _finish(setup: Setup, out: Path, progress: Progress, wall_base: float, sessi
     save_atomic({"format": CHECKPOINT_FORMAT, "model": final_state, "net_config": setup.net.config},
                 out / "model.pt")
     progress.wall_seconds = wall_base + (time.perf_counter() - session_start)  # test evaluation included
-    results = _results(setup, progress, session_start, status="completed", test_params=test_params,
+    results = _results(setup, progress, status="completed", test_params=test_params,
                        valid_metric=valid_metric, test_metric=test[mname], test_loss=test["loss"], test=test)
     write_text_atomic(out / "results.json", dumps_json(results))
     log(f"[{name}] test {mname} {_fmt(test[mname])} ({test_params} parameters), valid {mname} "

@@ -16,6 +16,14 @@ Public interface:
   scheme_options=None, drift_compensation=False, auto_w_max=None)`: a torch.optim.Optimizer;
   ``step()``, ``zero_grad()``, ``read_weights(t)``, ``load_read_weights(t)``, ``set_time(t)``,
   ``pulse_counts()``, ``stats()``, ``total_pulses()``.
+- Hardware-in-the-loop training of a Network: `HardwareTraining(net, device="pcm",
+  scheme="mixed-precision", lr=1e-3, seed=0, *, digital_optimizer=None, read_noise="auto",
+  weights=("W", "H", "readout.weight"), scheme_options=None, drift_compensation=False, auto_w_max=None)`
+  with ``optimizer`` (pass to make_learner), ``wrap(learner)``, ``pulse_counts()``, ``read(t)``,
+  ``load_read(t)``, ``set_time(t)``, ``state_dict()`` / ``load_state_dict()``, ``describe()``.
+- Inference on the crossbars: `evaluate(net, hardware, task, t=0.0, drift_compensation=False, ...)`,
+  `evaluate_drift(net, hardware, task, times=DEFAULT_DRIFT_TIMES, drift_compensation=(False, True), ...)`,
+  `plot_drift(rows, path)`; `HardwareForward(net, hardware, t=0.0, ...)`, a module xs -> outputs.
 """
 from __future__ import annotations
 
@@ -25,6 +33,10 @@ from osttp.hardware.devices import DEVICES, DeviceConfig, IdealDevice, PCMDevice
 from osttp.hardware.schemes import (SCHEMES, MixedPrecisionScheme, SignScheme, StochasticScheme, UpdateScheme,
                                     get_scheme)
 from osttp.hardware.synapses import HardwareSynapses
+from osttp.hardware.training import (DEFAULT_WEIGHTS, READ_NOISE_MODES, HardwareLearner, HardwareOptimizer,
+                                     HardwareTraining, select_weights)
+from osttp.hardware.evaluation import (DEFAULT_DRIFT_TIMES, HardwareForward, evaluate, evaluate_drift,
+                                       forward_hardware, plot_drift)
 
 __all__ = [
     "DEVICES", "DeviceConfig", "IdealDevice", "QuantizedDevice", "PCMDevice", "get_device",
@@ -32,4 +44,7 @@ __all__ = [
     "global_drift_compensation_factor",
     "SCHEMES", "UpdateScheme", "StochasticScheme", "SignScheme", "MixedPrecisionScheme", "get_scheme",
     "HardwareSynapses",
+    "HardwareTraining", "HardwareOptimizer", "HardwareLearner", "select_weights", "DEFAULT_WEIGHTS",
+    "READ_NOISE_MODES",
+    "evaluate", "evaluate_drift", "forward_hardware", "plot_drift", "DEFAULT_DRIFT_TIMES", "HardwareForward",
 ]

@@ -3,9 +3,12 @@
 `IdealArray` (exact weights), `QuantizedArray` (level indices) and `PCMArray` (conductances of
 differential pairs) share one interface, `SynapseArray`:
 
-- ``weight(t=None, read_noise=True, drift_compensation=False)``: the weights a read at time t sees;
+- ``weight(t=None, read_noise=True, drift_compensation=False, generator=None)``: the weights a read at
+  time t sees (``generator`` draws the read noise; default the array's own);
+- ``weight_std(t)``: std of one read's noise per weight (None for noise-free devices);
 - ``apply_pulses(n_pos, n_neg)``: integer SET pulse counts per synapse (potentiation / depression);
-- ``refresh()``; ``set_time(t)``; ``pulse_count`` (update pulses per synapse) and ``total_pulses``.
+- ``refresh()``; ``set_time(t)``; ``pulse_count`` (update pulses per synapse) and ``total_pulses``;
+- ``state_dict()`` / ``load_state_dict(state)`` for checkpoints.
 
 Simulated time only moves forward (`set_time`); pulses happen at the current time. Randomness comes
 from the `torch.Generator` given at construction, so a seed fixes everything.

@@ -1,0 +1,250 @@
+"""Inference on the simulated crossbars: test metric at a time after programming, and the drift curve.
+
+    evaluate(net, hw, task, t=3600.0)                     # metric one hour after now
+    model = HardwareForward(net, hw, t=3600.0)            # xs -> outputs, for any evaluation loop
+    rows = evaluate_drift(net, hw, task)                  # 1 s .. 1 day, without/with compensation
+    plot_drift(rows, "docs/hardware_drift.png")
+
+The forward pass here is the network's own step (`synaptic_current` -> `cell.dynamics` ->
+`cell.output`, then the linear readout), written out so that each crossbar product can see the device:
+
+- **Read noise, per sequence and step.** In hardware every matrix-vector product is a new read, so
+  each sequence of a batch sees its own read at every step. Read noise is independent Gaussian per
+  device, hence the product with one read, Σ_j W_read,ij x_j, is Gaussian with mean Σ_j W_ij(t) x_j
+  and variance Σ_j σ_ij² x_j² (σ from `SynapseArray.weight_std`). We sample it in that form: exact in
+  distribution, and it costs two matrix products instead of one read per sequence. (Training shares one
+  read per step across the batch; see training.py.)
+- **Drift** at now + t, from each device's own programming time.
+- **Global drift compensation**: one calibration read per array at that time gives the scalar
+  Σ|W(t_p)| / Σ|W_read(t)| (`global_drift_compensation_factor`) that multiplies the array's output
+  (Joshi et al. 2020). It is recalibrated for every evaluated time, not per sequence.
+- **8-bit input/output quantisation** (optional, `io_bits`; SPEC §6): each crossbar's input vector is
+  scaled by its largest magnitude (per sequence, as a DAC with per-vector scaling does) and rounded to
+  `io_bits` signed levels; the output, in units of (input scale · w_max of the array), is clipped to
+  ±`io_out_bound` and rounded to `io_bits` signed levels (the ADC). Inference only: the learners compute
+  their own forward pass (see docs/hardware.md for the hook training would need).
+
+The ideal device without I/O quantisation gives exactly `net.forward` (tested).
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from osttp.errors import OsttpError
+from osttp.hardware import _checks
+from osttp.hardware.arrays import PCMArray, global_drift_compensation_factor
+from osttp.hardware.devices import QuantizedDevice
+from osttp.hardware.training import HardwareTraining
+from osttp.network import Network
+
+# 1 s .. 1 day (86 400 s), 9 points evenly spaced in log time.
+DEFAULT_DRIFT_TIMES: tuple[float, ...] = tuple(86400.0 ** (i / 8) for i in range(9))
+
+
+class _Crossbar:
+    """One weight matrix as the forward pass sees it: y = x Wᵀ (+ read noise) (+ I/O quantisation)."""
+
+    def __init__(self, mean: Tensor, std: Tensor | None, scale: float, generator: torch.Generator,
+                 io_bits: int | None, io_out_bound: float) -> None:
+        self.mean, self.generator = mean, generator
+        self.var = None if std is None else std * std
+        self.scale = scale  # w_max of the array: the ADC range is in units of it
+        self.io_bits, self.io_out_bound = io_bits, io_out_bound
+
+    def __call__(self, x: Tensor) -> Tensor:
+        in_scale = None
+        if self.io_bits is not None:
+            x, in_scale = _quantize_input(x, self.io_bits)
+        out = F.linear(x, self.mean)
+        if self.var is not None:
+            z = torch.randn(out.shape, generator=self.generator, dtype=out.dtype, device=out.device)
+            out = out + F.linear(x * x, self.var).sqrt() * z
+        if self.io_bits is not None:
+            assert in_scale is not None
+            unit = in_scale * self.scale  # (B, 1): ADC full scale is io_out_bound in these units
+            step = self.io_out_bound / (2 ** (self.io_bits - 1) - 1)
+            out = torch.round(torch.clamp(out / unit, -self.io_out_bound, self.io_out_bound) / step) * step * unit
+        return out
+
+
+def _quantize_input(x: Tensor, bits: int) -> tuple[Tensor, Tensor]:
+    """x rounded to 2**bits - 1 signed levels of its own per-row range max|x|; returns (x_q, scale)."""
+    scale = x.abs().amax(dim=-1, keepdim=True)
+    scale = torch.where(scale > 0, scale, torch.ones_like(scale))
+    levels = 2 ** (bits - 1) - 1
+    return torch.round(x / scale * levels) / levels * scale, scale
+
+
+def _crossbars(net: Network, hardware: HardwareTraining | None, t: float, drift_compensation: bool,
+               read_noise: bool, generator: torch.Generator, io_bits: int | None,
+               io_out_bound: float) -> dict[str, _Crossbar]:
+    """Every weight matrix of `net` as a crossbar read at now + t (digital ones: exact, no noise)."""
+    params = dict(net.named_parameters())
+    out: dict[str, _Crossbar] = {}
+    for name, p in params.items():
+        if p.dim() != 2:
+            continue
+        scale = float(p.detach().abs().max()) or 1.0
+        array = hardware.synapses.arrays.get(name) if hardware is not None else None
+        if array is None:
+            out[name] = _Crossbar(p.detach(), None, scale, generator, io_bits, io_out_bound)
+            continue
+        t_abs = array.time + t
+        mean = array.weight(t_abs, read_noise=False)
+        std = array.weight_std(t_abs) if read_noise else None
+        if drift_compensation and isinstance(array, PCMArray):
+            calib = array.weight(t_abs, read_noise=read_noise, generator=generator)
+            factor = global_drift_compensation_factor(calib, array.programmed_weight())
+            mean = mean * factor
+            std = None if std is None else std * factor
+        if isinstance(array, PCMArray):
+            scale = array.max_holdable_weight  # = w_max unless alpha was given directly
+        elif isinstance(array.config, QuantizedDevice):
+            scale = array.config.w_max
+        out[name] = _Crossbar(mean, std, scale, generator, io_bits, io_out_bound)
+    return out
+
+
+@torch.no_grad()
+def forward_hardware(net: Network, xs: Tensor, crossbars: Mapping[str, _Crossbar]) -> Tensor:
+    """Run xs (T, B, n_in) through `net` with every matrix product done by `crossbars`; (T, B, C)."""
+    states = net.initial_state(xs.shape[1])
+    outs = []
+    for x in xs:
+        inp = x
+        for l, layer in enumerate(net.layers):
+            st = states[l]
+            current = crossbars[f"layers.{l}.W"](inp)
+            if layer.H is not None:
+                current = current + crossbars[f"layers.{l}.H"](st.y)
+            s = layer.cell.dynamics(current, st.s, st.y, layer.b)
+            states[l] = type(st)(s, layer.cell.output(s, layer.b))
+            inp = states[l].y
+        outs.append(crossbars["readout.weight"](inp) + net.readout.bias)
+    return torch.stack(outs)
+
+
+class HardwareForward(torch.nn.Module):
+    """``xs (T, B, n_in) -> outputs (T, B, C)`` of `net` on its crossbars read t seconds after now: a
+    drop-in for the Network wherever only the forward pass is needed (e.g. a generic evaluation loop).
+
+    The crossbars are read once here (drift and the compensation factor fixed at that time); each call
+    draws fresh read noise per sequence and step from the module's own seeded stream."""
+
+    def __init__(self, net: Network, hardware: HardwareTraining | None, t: float = 0.0,
+                 drift_compensation: bool = False, read_noise: bool = True, seed: int = 0,
+                 io_bits: int | None = None, io_out_bound: float = 12.0) -> None:
+        super().__init__()
+        _check_common(net, hardware, 1, seed, io_bits, io_out_bound)
+        t = _checks.number("HardwareForward", "t", t, ge=0.0)
+        _checks.boolean("HardwareForward", "drift_compensation", drift_compensation)
+        _checks.boolean("HardwareForward", "read_noise", read_noise)
+        self.net = net
+        self.generator = torch.Generator(device=net.device).manual_seed(seed)
+        self.crossbars = _crossbars(net, hardware, t, drift_compensation, read_noise, self.generator, io_bits,
+                                    io_out_bound)
+
+    def forward(self, xs: Tensor) -> Tensor:
+        if xs.dim() != 3 or xs.shape[-1] != self.net.n_in:
+            raise OsttpError(f"xs must have shape (T, B, {self.net.n_in}), got {tuple(xs.shape)}")
+        return forward_hardware(self.net, xs, self.crossbars)
+
+
+def _check_common(net: Network, hardware: HardwareTraining | None, batch_size: int, seed: int,
+                  io_bits: int | None, io_out_bound: float) -> None:
+    if not isinstance(net, Network):
+        raise _checks.fail("evaluate", "net", type(net).__name__, "an osttp.Network")
+    if hardware is not None:
+        if not isinstance(hardware, HardwareTraining):
+            raise _checks.fail("evaluate", "hardware", type(hardware).__name__, "a HardwareTraining or None")
+        if hardware.net is not net:
+            raise OsttpError("evaluate: hardware holds the weights of another network")
+    _checks.integer("evaluate", "batch_size", batch_size, ge=1)
+    _checks.integer("evaluate", "seed", seed)
+    if io_bits is not None:
+        _checks.integer("evaluate", "io_bits", io_bits, ge=2, le=24)
+    _checks.number("evaluate", "io_out_bound", io_out_bound, gt=0.0)
+
+
+@torch.no_grad()
+def evaluate(net: Network, hardware: HardwareTraining | None, task: Any, *, t: float = 0.0,
+             drift_compensation: bool = False, read_noise: bool = True, batch_size: int = 256, seed: int = 0,
+             io_bits: int | None = None, io_out_bound: float = 12.0) -> dict[str, float]:
+    """The task's metrics (``task.new_metric().compute()``) with the weights read t seconds after now.
+
+    hardware None: the network's own weights (digital); read_noise False: noise-free (drifted) reads.
+    `seed` seeds the read noise, so a call is reproducible and leaves the training streams alone."""
+    _checks.integer("evaluate", "batch_size", batch_size, ge=1)
+    _checks.number("evaluate", "t", t, ge=0.0)
+    model = HardwareForward(net, hardware, t, drift_compensation, read_noise, seed, io_bits, io_out_bound)
+    metric = task.new_metric()
+    for batch in task.batches(batch_size, dtype=net.dtype):
+        metric.update(model(batch.xs.to(net.device)), batch)
+    return metric.compute()
+
+
+def evaluate_drift(net: Network, hardware: HardwareTraining, task: Any,
+                   times: Sequence[float] = DEFAULT_DRIFT_TIMES,
+                   drift_compensation: Sequence[bool] = (False, True), *, batch_size: int = 256, seed: int = 0,
+                   io_bits: int | None = None, io_out_bound: float = 12.0) -> list[dict[str, Any]]:
+    """The test metric at each time t_s (s after now, i.e. after the last programming) with and without
+    global drift compensation, reading noisy, drifted weights. Rows ``{"t_s", "compensation",
+    **metrics}``, times in order, for each time one row per compensation setting. Every point uses the
+    same read-noise seed (common random numbers: the curve shows drift, not resampling)."""
+    if hardware is None:
+        raise _checks.fail("evaluate_drift", "hardware", None, "a HardwareTraining")
+    if isinstance(times, (int, float)) or len(times) == 0:
+        raise _checks.fail("evaluate_drift", "times", times, "a non-empty sequence of times >= 0 (s)")
+    ts = [_checks.number("evaluate_drift", "times[]", t, ge=0.0) for t in times]
+    if isinstance(drift_compensation, bool) or len(drift_compensation) == 0:
+        raise _checks.fail("evaluate_drift", "drift_compensation", drift_compensation,
+                           "a non-empty sequence of True/False, e.g. (False, True)")
+    comps = [_checks.boolean("evaluate_drift", "drift_compensation[]", c) for c in drift_compensation]
+    rows = []
+    for t in ts:
+        for comp in comps:
+            m = evaluate(net, hardware, task, t=t, drift_compensation=comp, batch_size=batch_size, seed=seed,
+                         io_bits=io_bits, io_out_bound=io_out_bound)
+            rows.append({"t_s": t, "compensation": comp, **m})
+    return rows
+
+
+def plot_drift(rows: Sequence[Mapping[str, Any]], path: str, metric: str | None = None,
+               reference: Mapping[str, float] | None = None, title: str | None = None) -> str:
+    """Plot `evaluate_drift` rows (metric against log time, one line per compensation setting) to `path`
+    (PNG, matplotlib Agg). metric None: "accuracy" if present, else the first numeric key. reference:
+    label -> value drawn as horizontal lines (e.g. {"float": 0.93}). Returns path."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if not rows:
+        raise OsttpError("plot_drift: no rows")
+    if metric is None:
+        metric = "accuracy" if "accuracy" in rows[0] else next(
+            k for k, v in rows[0].items() if k not in ("t_s", "compensation") and isinstance(v, float))
+    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    for comp, style in ((False, "o-"), (True, "s--")):
+        sel = [r for r in rows if r["compensation"] is comp]
+        if sel:
+            ax.plot([r["t_s"] for r in sel], [r[metric] for r in sel], style,
+                    label="global drift compensation" if comp else "no compensation")
+    for i, (label, value) in enumerate((reference or {}).items()):
+        ax.axhline(value, color=f"C{i + 2}", linestyle=":", label=label)
+    ax.set_xscale("log")
+    ax.set_xlabel("time after programming (s)")
+    ax.set_ylabel(metric)
+    if title:
+        ax.set_title(title, fontsize=10)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
