@@ -1,7 +1,7 @@
 """Milliseconds per time step and peak memory of learners (issue: core performance).
 
     python benchmarks/step_time.py [--rules bptt,osttp] [--batch 64] [--hidden 256,256] [--T 28,784]
-        [--device cpu|cuda] [--out results/step_time_<device>.json]
+        [--device cpu|cuda] [--threads N] [--out results/step_time_<device>.json]
 
 Each configuration runs in a fresh subprocess so peak memory (CPU: ru_maxrss growth over the
 process baseline; CUDA: torch.cuda.max_memory_allocated) belongs to that run alone. One sequence
@@ -23,11 +23,14 @@ def _rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def run_one(rule: str, T: int, batch: int, hidden: list[int], n_in: int, device: str, repeats: int) -> dict:
+def run_one(rule: str, T: int, batch: int, hidden: list[int], n_in: int, device: str, repeats: int,
+            threads: int) -> dict:
     import torch
 
     import osttp
 
+    if threads > 0:
+        torch.set_num_threads(threads)
     torch.manual_seed(0)
     net = osttp.Network.from_sizes([n_in, *hidden, 10], cell="snu", seed=0, device=device)
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)
@@ -66,20 +69,21 @@ def main() -> None:
     p.add_argument("--T", default="28,784")
     p.add_argument("--device", default="cpu")
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     p.add_argument("--out", default=None)
     p.add_argument("--one", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args()
     hidden = [int(h) for h in args.hidden.split(",")]
     if args.one:
         (rule,), (T,) = args.rules.split(","), [int(t) for t in args.T.split(",")]
-        print(json.dumps(run_one(rule, T, args.batch, hidden, args.n_in, args.device, args.repeats)))
+        print(json.dumps(run_one(rule, T, args.batch, hidden, args.n_in, args.device, args.repeats, args.threads)))
         return
     rows = []
     for T in (int(t) for t in args.T.split(",")):
         for rule in args.rules.split(","):
             cmd = [sys.executable, __file__, "--one", "--rules", rule, "--T", str(T), "--batch", str(args.batch),
                    "--hidden", args.hidden, "--n-in", str(args.n_in), "--device", args.device,
-                   "--repeats", str(args.repeats)]
+                   "--repeats", str(args.repeats), "--threads", str(args.threads)]
             out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
             row = json.loads(out.strip().splitlines()[-1])
             rows.append(row)
@@ -87,7 +91,8 @@ def main() -> None:
                   f"peak {row['peak_mem_mb']:8.1f} MB  learner state {row['learner_state_mb']:8.2f} MB", flush=True)
     import torch
     result = {"command": "python " + " ".join(sys.argv), "torch": torch.__version__,
-              "threads": torch.get_num_threads(), "machine": platform.processor() or platform.machine(),
+              "threads": args.threads or torch.get_num_threads(),
+              "load_average": os.getloadavg(), "machine": platform.processor() or platform.machine(),
               "cpu_count": os.cpu_count(), "rows": rows}
     out_path = args.out or f"results/step_time_{args.device}.json"
     os.makedirs(os.path.dirname(out_path) or ".", exist_ok=True)
