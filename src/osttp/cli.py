@@ -120,6 +120,18 @@ def _add_config_options(p: argparse.ArgumentParser, cmd: str) -> None:
              help="parameters the test metric is measured with (default final)")
         _opt(g, "--checkpoint-every", "run.checkpoint_every", metavar="N", type=int,
              help="also checkpoint every N training batches (default 0: epoch ends only)")
+        from osttp.config import SCHEMA
+
+        hw = SCHEMA["hardware"]
+        _opt(g, "--synapse", "hardware.synapse", choices=list(hw["synapse"].choices or ()),
+             help="weights in simulated devices (default float: none); see docs/hardware.md")
+        _opt(g, "--update", "hardware.update", choices=list(hw["update"].choices or ()),
+             help="device update scheme (default mixed-precision)")
+        _opt(g, "--w-range", "hardware.w_range", metavar="K", type=float,
+             help="device range per layer w_max = K * max|W_init| (default 4; 0: the device's own w_max)")
+        _opt(g, "--bits", "hardware.bits", metavar="N", type=int, help="levels of --synapse quantized (default 4)")
+        _opt(g, "--drift-eval", "hardware.drift_eval", action=argparse.BooleanOptionalAction,
+             help="with hardware: test metric from 1 s to 1 day after programming, drift.json/.png (default on)")
     _opt(g, "--device", "run.device", metavar="D", help="auto (CUDA when present) | cpu | cuda | cuda:N")
     _opt(g, "--threads", "run.threads", metavar="N", type=int, help="torch CPU threads (default 0: torch's choice)")
     r = p.add_argument_group("run")
@@ -210,6 +222,8 @@ def _print_summary(summary: dict[str, Any], out: Path, png: str, md: str) -> Non
         print(f"chance {summary['metric_name']}: {summary['chance']:.4f}; test measured with the "
               f"{summary['test_params']} parameters")
     print(f"summary: {out / md}   plot: {out / png}")
+    if summary.get("drift"):
+        print("drift plots: " + ", ".join(str(out / d["png"]) for d in summary["drift"]))
 
 
 def _cmd_compare(args: argparse.Namespace, argv: Sequence[str]) -> int:

@@ -6,6 +6,7 @@ A configuration is a nested dict of plain values, one table per concern:
     [model]           cell, hidden, recurrent, dtype, feedback_scale, [model.cell_options]
     [train]           rule, seed, epochs, batch_size, optimizer, lr, ... (how parameters are learned)
     [eval]            batch_size, max_valid_batches, max_test_batches, test_params
+    [hardware]        synapse, update, w_range, bits, drift_eval (simulated memristive synapses)
     [run]             device, checkpoint_every (how the process runs; may change on --resume)
     [compare]         rules, seeds (only for `osttp compare` / `osttp demo`)
 
@@ -80,6 +81,15 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "max_test_batches": Key("int", None, lo=1, optional=True),
         "test_params": Key("str", "final", choices=("final", "best-valid")),
     },
+    "hardware": {
+        # float: no hardware. Otherwise the weight matrices live in simulated devices (osttp.hardware)
+        "synapse": Key("str", "float", choices=("float", "ideal", "quantized", "pcm")),
+        "update": Key("str", "mixed-precision", choices=("mixed-precision", "stochastic", "sign")),
+        # per-layer range w_max = w_range * max|W_init| (HardwareTraining's auto_w_max); 0: the device's w_max
+        "w_range": Key("float", 4.0, lo=0.0),
+        "bits": Key("int", 4, lo=2),  # quantized only
+        "drift_eval": Key("bool", True),  # test metric against time after programming, at the end
+    },
     "run": {
         "device": Key("str", "auto"),
         "checkpoint_every": Key("int", 0, lo=0),  # batches; 0: only at epoch ends
@@ -93,7 +103,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
 
 # Keys that may differ between a saved run and the command that resumes it.
 RESUMABLE_CHANGES: frozenset[str] = frozenset({"run.device", "run.checkpoint_every", "run.threads",
-                                               "train.epochs"})
+                                               "train.epochs", "hardware.drift_eval"})
 
 
 def defaults() -> dict[str, Any]:
@@ -212,10 +222,29 @@ def merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
 def resolve(*layers: tuple[Mapping[str, Any], str]) -> dict[str, Any]:
     """DEFAULTS merged with each (partial config, source name) in turn, each checked first."""
     cfg = defaults()
+    checked = []
     for partial, source in layers:
-        cfg = merge(cfg, check_partial(partial, source))
+        checked.append((check_partial(partial, source), source))
+        cfg = merge(cfg, checked[-1][0])
+    _hardware_optimizer(cfg, checked)
     check_consistency(cfg)
     return cfg
+
+
+def _hardware_optimizer(cfg: dict[str, Any], layers: list[tuple[dict[str, Any], str]]) -> None:
+    """Simulated synapses are trained by plain SGD through the devices (HardwareTraining's optimizer),
+    so train.optimizer becomes "sgd"; a layer that explicitly asks for adam (the last one to set the key)
+    is refused rather than silently ignored. The default (adam) is replaced without a word."""
+    synapse = cfg["hardware"]["synapse"]
+    if synapse == "float":
+        return
+    setters = [(p["train"]["optimizer"], src) for p, src in layers if "optimizer" in p.get("train", {})]
+    if setters and setters[-1][0] != "sgd":
+        opt, src = setters[-1]
+        raise OsttpError(f"{src + ': ' if src else ''}train.optimizer = {_show(opt)} cannot be used with "
+                         f"hardware.synapse = {_show(synapse)}: simulated synapses are trained by plain SGD "
+                         "through the devices; use --optimizer sgd or leave the optimizer unset")
+    cfg["train"]["optimizer"] = "sgd"
 
 
 def check_consistency(cfg: Mapping[str, Any]) -> None:
@@ -224,6 +253,18 @@ def check_consistency(cfg: Mapping[str, Any]) -> None:
     if tr["optimizer"] != "sgd" and tr["momentum"] != 0.0:
         raise OsttpError(f"config key train.momentum = {tr['momentum']} applies only to optimizer sgd, "
                          f"not {tr['optimizer']}")
+    hw = cfg["hardware"]
+    if hw["synapse"] != "float":
+        for key in ("momentum", "weight_decay"):
+            if tr[key] != 0.0:
+                raise OsttpError(f"config key train.{key} = {tr[key]} is not supported with hardware.synapse = "
+                                 f"{_show(hw['synapse'])}: the devices are trained by plain SGD")
+        if cfg["eval"]["test_params"] != "final":
+            raise OsttpError(f"eval.test_params = {_show(cfg['eval']['test_params'])} is not supported with "
+                             f"hardware.synapse = {_show(hw['synapse'])}: the devices hold only the final weights; "
+                             "use final")
+        if hw["synapse"] == "quantized" and hw["bits"] > 32:
+            raise _fail("hardware.bits", hw["bits"], "an integer from 2 to 32")
     dev = cfg["run"]["device"]
     if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", dev):
         raise _fail("run.device", dev, "auto, cpu, cuda or cuda:N")

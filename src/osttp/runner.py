@@ -58,8 +58,9 @@ class Setup:
     dtype: torch.dtype
     tasks: dict[str, Task]
     net: Network
-    optimizer: torch.optim.Optimizer
-    learner: osttp.Learner
+    optimizer: Any  # a torch optimizer, or HardwareTraining.optimizer with simulated synapses
+    learner: Any  # an osttp.Learner, or a HardwareLearner wrapping one
+    hw: Any = None  # osttp.hardware.HardwareTraining when hardware.synapse is not "float"
 
 
 def select_device(spec: str) -> torch.device:
@@ -111,6 +112,22 @@ def make_optimizer(cfg: Mapping[str, Any], net: Network) -> torch.optim.Optimize
     return torch.optim.Adam(net.parameters(), lr=t["lr"], weight_decay=t["weight_decay"])
 
 
+def make_hardware(cfg: Mapping[str, Any], net: Network) -> Any:
+    """The weight matrices of `net` in simulated devices ([hardware]); None for synapse = "float".
+
+    Built after the network, so the devices are programmed with the seeded initial weights and
+    w_range scales each layer's range from them: the same config gives the same devices."""
+    h = cfg.get("hardware") or C.defaults()["hardware"]
+    if h["synapse"] == "float":
+        return None
+    from osttp import hardware
+
+    device = hardware.get_device("quantized", bits=h["bits"]) if h["synapse"] == "quantized" else h["synapse"]
+    return hardware.HardwareTraining(net, device=device, scheme=h["update"], lr=cfg["train"]["lr"],
+                                     seed=derive_seed(cfg["train"]["seed"], "hardware"),
+                                     auto_w_max=h["w_range"] or None)
+
+
 def make_rule(cfg: Mapping[str, Any], net: Network, optimizer: torch.optim.Optimizer, task: Task) -> osttp.Learner:
     t = cfg["train"]
     window = t["window"] if t["rule"] == "tbptt" else None  # other rules ignore it (documented)
@@ -142,9 +159,14 @@ def prepare(cfg: Mapping[str, Any], cache: TaskCache | None = None) -> Setup:
     tasks = load_tasks(cfg, cache)
     cfg["task"]["params"] = dict(tasks["train"].params)  # resolved: config.toml states every value
     net = make_network(cfg, tasks["train"], device, dtype)
-    optimizer = make_optimizer(cfg, net)
-    learner = make_rule(cfg, net, optimizer, tasks["train"])
-    return Setup(cfg, device, dtype, tasks, net, optimizer, learner)
+    hw = make_hardware(cfg, net)
+    if hw is None:
+        optimizer = make_optimizer(cfg, net)
+        learner = make_rule(cfg, net, optimizer, tasks["train"])
+    else:  # weights: SGD through the devices; biases: digital SGD (HardwareTraining)
+        optimizer = hw.optimizer
+        learner = hw.wrap(make_rule(cfg, net, optimizer, tasks["train"]))
+    return Setup(cfg, device, dtype, tasks, net, optimizer, learner, hw)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -167,10 +189,47 @@ def evaluate(net: torch.nn.Module, task: Task, *, batch_size: int, max_batches: 
     return metric.compute()
 
 
-def _eval_split(setup: Setup, split: str) -> dict[str, float]:
+def _eval_model(setup: Setup, t: float = 0.0, drift_compensation: bool = False) -> torch.nn.Module:
+    """The network, or with hardware its crossbars read t s after now (noisy reads, own seeded stream:
+    evaluating never moves the training's random streams)."""
+    if setup.hw is None:
+        return setup.net
+    from osttp.hardware import HardwareForward
+
+    return HardwareForward(setup.net, setup.hw, t=t, drift_compensation=drift_compensation,
+                           seed=derive_seed(setup.cfg["train"]["seed"], "hardware-eval"))
+
+
+def _eval_split(setup: Setup, split: str, model: torch.nn.Module | None = None) -> dict[str, float]:
     e = setup.cfg["eval"]
-    return evaluate(setup.net, setup.tasks[split], batch_size=e["batch_size"],
-                    max_batches=e[f"max_{split}_batches"], device=setup.device, dtype=setup.dtype)
+    return evaluate(_eval_model(setup) if model is None else model, setup.tasks[split],
+                    batch_size=e["batch_size"], max_batches=e[f"max_{split}_batches"], device=setup.device,
+                    dtype=setup.dtype)
+
+
+def drift_rows(setup: Setup, times: Iterable[float] | None = None) -> list[dict[str, Any]]:
+    """Test metrics at each time after programming, without and with global drift compensation: the rows
+    of osttp.hardware.evaluate_drift, but over eval.max_test_batches and with the run's read-noise seed."""
+    from osttp.hardware import DEFAULT_DRIFT_TIMES
+
+    rows = []
+    for t in (DEFAULT_DRIFT_TIMES if times is None else times):
+        for comp in (False, True):
+            m = _eval_split(setup, "test", _eval_model(setup, t, comp))
+            rows.append({"t_s": float(t), "compensation": comp, **m})
+    return rows
+
+
+def drift_summary(rows: list[dict[str, Any]], metric: str) -> dict[str, Any]:
+    """The metric at the first and last time (1 s and 1 day by default), without/with compensation."""
+    ts = sorted({r["t_s"] for r in rows})
+    pick = {"first": ts[0], "last": ts[-1]}
+    out: dict[str, Any] = {"metric": metric}
+    for key, t in pick.items():
+        for r in rows:
+            if r["t_s"] == t:
+                out.setdefault(key, {"t_s": t})["compensation" if r["compensation"] else "no_compensation"] = r[metric]
+    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -345,8 +404,13 @@ def train_run(setup: Setup, out: Path, *, resume: bool = False, quiet: bool = Fa
         ckpt = load_checkpoint(last)
         try:
             setup.net.load_state_dict(ckpt["model"])
-            setup.optimizer.load_state_dict(ckpt["optimizer"])
-        except (RuntimeError, ValueError, KeyError) as e:
+            if setup.hw is None:
+                setup.optimizer.load_state_dict(ckpt["optimizer"])
+            else:  # after the net: it rewrites the hardware weights with what the devices hold
+                if ckpt.get("hardware") is None:
+                    raise KeyError("the checkpoint holds no hardware state (saved by a float run?)")
+                setup.hw.load_state_dict(ckpt["hardware"])
+        except (RuntimeError, ValueError, KeyError, OsttpError) as e:
             raise OsttpError(f"checkpoint {str(last)!r} does not match the configured model: "
                              f"{str(e).splitlines()[0]}") from None
         progress = Progress(**ckpt["progress"])
@@ -387,8 +451,11 @@ def _save_checkpoint(setup: Setup, progress: Progress, path: Path, session_start
     p = copy.deepcopy(asdict(progress))
     if session_start is not None and wall_base is not None:
         p["wall_seconds"] = wall_base + (time.perf_counter() - session_start)
+    hw = setup.hw
     save_atomic({"format": CHECKPOINT_FORMAT, "model": setup.net.state_dict(),
-                 "optimizer": setup.optimizer.state_dict(), "progress": p, "rng": _rng_state(setup.device),
+                 "optimizer": setup.optimizer.state_dict() if hw is None else None,
+                 "hardware": hw.state_dict() if hw is not None else None,  # holds the digital optimizer too
+                 "progress": p, "rng": _rng_state(setup.device),
                  "net_config": setup.net.config, "osttp_version": osttp.__version__}, path)
 
 
@@ -483,6 +550,12 @@ def shuffle_seed(seed: int, epoch: int) -> int:
 def _results(setup: Setup, progress: Progress, status: str, **extra: Any) -> dict[str, Any]:
     cfg, test_task = setup.cfg, setup.tasks["test"]
     last_valid = progress.history[-1]["valid"] if progress.history else {}
+    h = cfg.get("hardware") or C.defaults()["hardware"]
+    hw_info: dict[str, Any] = {"synapse": h["synapse"]}
+    if setup.hw is not None:
+        hw_info.update({"update": h["update"], "w_range": h["w_range"],
+                        **({"bits": h["bits"]} if h["synapse"] == "quantized" else {}),
+                        "pulses": setup.hw.pulse_counts(), "hardware": setup.hw.describe()})
     return {
         "status": status,
         "task": cfg["task"]["name"],
@@ -513,6 +586,7 @@ def _results(setup: Setup, progress: Progress, status: str, **extra: Any) -> dic
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "osttp": osttp.__version__,
+        **hw_info,
         **extra,
     }
 
@@ -522,6 +596,8 @@ def _finish(setup: Setup, out: Path, progress: Progress, wall_base: float, sessi
     cfg = setup.cfg
     mname = setup.tasks["test"].metric_name
     test_params = cfg["eval"]["test_params"]
+    if setup.hw is not None:  # model.pt: what the devices hold (noise-free), not the last noisy read
+        setup.hw.load_read(read_noise=False)
     final_state = copy.deepcopy(setup.net.state_dict())
     if test_params == "best-valid" and (out / "checkpoints" / "best.pt").is_file():
         setup.net.load_state_dict(load_checkpoint(out / "checkpoints" / "best.pt")["model"])
@@ -530,11 +606,24 @@ def _finish(setup: Setup, out: Path, progress: Progress, wall_base: float, sessi
         valid_metric = progress.history[-1]["valid"][mname] if progress.history else None
     test = _eval_split(setup, "test")
     setup.net.load_state_dict(final_state)
-    save_atomic({"format": CHECKPOINT_FORMAT, "model": final_state, "net_config": setup.net.config},
-                out / "model.pt")
+    save_atomic({"format": CHECKPOINT_FORMAT, "model": final_state, "net_config": setup.net.config,
+                 **({"hardware": setup.hw.state_dict()} if setup.hw is not None else {})}, out / "model.pt")
+    extra: dict[str, Any] = {}
+    if setup.hw is not None and cfg["hardware"]["drift_eval"]:
+        from osttp.hardware import plot_drift
+
+        rows = drift_rows(setup)
+        write_text_atomic(out / "drift.json", dumps_json(rows))
+        plot_drift(rows, str(out / "drift.png"), metric=mname,
+                   title=f"{name}: {cfg['hardware']['synapse']}, {cfg['hardware']['update']}")
+        extra["drift"] = drift_summary(rows, mname)
+        d = extra["drift"]
+        log(f"[{name}] drift: test {mname} at {d['last']['t_s']:g} s {_fmt(d['last']['no_compensation'])} "
+            f"(compensated {_fmt(d['last']['compensation'])}); {out / 'drift.json'}, {out / 'drift.png'}")
     progress.wall_seconds = wall_base + (time.perf_counter() - session_start)  # test evaluation included
     results = _results(setup, progress, status="completed", test_params=test_params,
-                       valid_metric=valid_metric, test_metric=test[mname], test_loss=test["loss"], test=test)
+                       valid_metric=valid_metric, test_metric=test[mname], test_loss=test["loss"], test=test,
+                       **extra)
     write_text_atomic(out / "results.json", dumps_json(results))
     log(f"[{name}] test {mname} {_fmt(test[mname])} ({test_params} parameters), valid {mname} "
         f"{_fmt(valid_metric)}; results in {out / 'results.json'}")
@@ -815,7 +904,59 @@ def summary_markdown(summary: Mapping[str, Any], title: str, command: str, png_n
     if bad:
         parts += ["", "Runs not completed: " + ", ".join(f"{Path(r['dir']).name} ({r['status']})" for r in bad)]
     parts += ["", f"![learning curves]({png_name})", ""]
+    drift = summary.get("drift") or []
+    if drift:
+        m = summary["metric_name"] or "metric"
+        parts += ["## Drift (simulated synapses)", "",
+                  f"Test {m} against time after programming (read noise and drift on), without and with global "
+                  "drift compensation (one factor per array); from each run's drift.json.", "",
+                  f"| run | synapse | update | {m} at first t, no comp. / comp. | {m} at last t, no comp. / comp. |",
+                  "|---|---|---|---|---|"]
+        for d in drift:
+            f, la = d["summary"]["first"], d["summary"]["last"]
+            parts.append(f"| {d['run']} | {d['synapse']} | {d['update']} | "
+                         f"{_num(f['no_compensation'])} / {_num(f['compensation'])} (t = {f['t_s']:g} s) | "
+                         f"{_num(la['no_compensation'])} / {_num(la['compensation'])} (t = {la['t_s']:g} s) |")
+        parts.append("")
+        parts += [f"![drift {d['run']}]({d['png']})" for d in drift]
+        parts.append("")
     return "\n".join(parts)
+
+
+def _num(x: Any) -> str:
+    return f"{x:.4f}" if isinstance(x, (int, float)) else "n/a"
+
+
+def _drift_plots(runs: list[RunRecord], out: Path, png_name: str) -> list[dict[str, Any]]:
+    """One drift PNG per run that has drift.json, named after the run (drift-<run>.png in `out`)."""
+    from osttp.hardware import plot_drift
+
+    made: list[dict[str, Any]] = []
+    used: set[str] = set()
+    for r in runs:
+        path = r.path / "drift.json"
+        if not path.is_file():
+            continue
+        try:
+            rows = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as e:
+            raise OsttpError(f"cannot read {str(path)!r}: {e}") from None
+        if not isinstance(rows, list) or not rows:
+            continue
+        name = r.path.name if r.path.name not in used else f"{r.path.parent.parent.name}-{r.path.name}"
+        while name in used:
+            name += "_"
+        used.add(name)
+        metric = (r.results or {}).get("metric_name")
+        metric = metric if metric in rows[0] else None
+        png = f"{Path(png_name).stem}-drift-{name}.png"
+        h = r.cfg["hardware"]
+        plot_drift(rows, str(out / png), metric=metric, title=f"{name}: {h['synapse']}, {h['update']}")
+        metric = metric or next(k for k, v in rows[0].items() if k not in ("t_s", "compensation")
+                                and isinstance(v, float))
+        made.append({"run": name, "dir": str(r.path), "png": png, "synapse": h["synapse"], "update": h["update"],
+                     "summary": drift_summary(rows, metric)})
+    return made
 
 
 def write_summary(dirs: list[Path], out: Path, *, command: str, title: str, png_name: str, md_name: str,
@@ -831,6 +972,7 @@ def write_summary(dirs: list[Path], out: Path, *, command: str, title: str, png_
         curves.setdefault(label, []).append(r.history)
     plots.learning_curves(curves, summary["metric_name"] or "metric", out / png_name, title=title,
                           chance=summary["chance"])
+    summary["drift"] = _drift_plots(runs, out, png_name)
     if json_name:
         write_text_atomic(out / json_name, dumps_json(summary))
     write_text_atomic(out / md_name, summary_markdown(summary, title, command, png_name))
