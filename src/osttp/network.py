@@ -13,7 +13,7 @@ from typing import Any, Sequence
 import torch
 from torch import Tensor, nn
 
-from osttp.cells import Cell, LayerState, cell_step, make_cell, zero_state
+from osttp.cells import Cell, LayerState, MatVec, cell_step, dense_matvec, make_cell, zero_state
 from osttp.errors import OsttpError
 
 _FEEDBACK_STREAM = 0x5EED_FB  # feedback matrices come from their own generator stream
@@ -46,8 +46,8 @@ class RecurrentLayer(nn.Module):
     def initial_state(self, batch: int) -> LayerState:
         return zero_state(self.cell, batch, self.n, self.W.dtype, self.W.device)
 
-    def forward(self, x: Tensor, state: LayerState) -> LayerState:
-        return cell_step(self.cell, self.W, self.H, self.b, x, state)
+    def forward(self, x: Tensor, state: LayerState, matvec: MatVec = dense_matvec) -> LayerState:
+        return cell_step(self.cell, self.W, self.H, self.b, x, state, matvec)
 
     def extra_repr(self) -> str:
         return f"{self.cell}, n_in={self.n_in}, n={self.n}, recurrent={self.recurrent}"
@@ -135,23 +135,34 @@ class Network(nn.Module):
     def initial_state(self, batch: int) -> list[LayerState]:
         return [layer.initial_state(batch) for layer in self.layers]
 
-    def step(self, x: Tensor, states: Sequence[LayerState]) -> tuple[Tensor, list[LayerState]]:
-        """One time step through all layers: returns the readout o_t and the new states."""
+    def step(self, x: Tensor, states: Sequence[LayerState], matvec: MatVec | None = None
+             ) -> tuple[Tensor, list[LayerState]]:
+        """One time step through all layers: returns the readout o_t and the new states.
+
+        matvec(name, weight, input), with full parameter names ("layers.0.W", "readout.weight"),
+        replaces the exact matrix products, e.g. by reads of simulated crossbars."""
         new_states = []
         inp = x
-        for layer, state in zip(self.layers, states):
-            state = layer(inp, state)
+        for l, (layer, state) in enumerate(zip(self.layers, states)):
+            if matvec is None:
+                state = layer(inp, state)
+            else:
+                prefix = f"layers.{l}."
+                state = layer(inp, state, lambda name, w, v: matvec(prefix + name, w, v))
             new_states.append(state)
             inp = state.y
-        return self.readout(inp), new_states
+        if matvec is None:
+            return self.readout(inp), new_states
+        return matvec("readout.weight", self.readout.weight, inp) + self.readout.bias, new_states
 
-    def forward(self, xs: Tensor, states: Sequence[LayerState] | None = None) -> Tensor:
+    def forward(self, xs: Tensor, states: Sequence[LayerState] | None = None,
+                matvec: MatVec | None = None) -> Tensor:
         """Run a sequence xs (T, B, n_in); returns the readout (T, B, C)."""
         if xs.dim() != 3 or xs.shape[-1] != self.n_in:
             raise OsttpError(f"xs must have shape (T, B, {self.n_in}), got {tuple(xs.shape)}")
         states = list(states) if states is not None else self.initial_state(xs.shape[1])
         outs = []
         for x in xs:
-            o, states = self.step(x, states)
+            o, states = self.step(x, states, matvec)
             outs.append(o)
         return torch.stack(outs)

@@ -4,7 +4,8 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from osttp.cells.alif import ALIF
-from osttp.cells.base import Cell, LayerState, Local, cell_step, synaptic_current, zero_state
+from osttp.cells.base import (Cell, LayerState, Local, MatVec, cell_step, dense_matvec, synaptic_current,
+                              zero_state)
 from osttp.cells.lif import LIF
 from osttp.cells.rnn import LeakyRNN
 from osttp.cells.snu import SNU, SoftSNU
@@ -40,5 +41,6 @@ def make_cell(name: str, **options: Any) -> Cell:
         raise OsttpError(f"bad option for cell {name!r}: {e}") from None
 
 
-__all__ = ["ALIF", "CELLS", "Cell", "LIF", "LayerState", "LeakyRNN", "Local", "SNU", "SoftSNU",
-           "Surrogate", "available_cells", "cell_step", "make_cell", "synaptic_current", "zero_state"]
+__all__ = ["ALIF", "CELLS", "Cell", "LIF", "LayerState", "LeakyRNN", "Local", "MatVec", "SNU", "SoftSNU",
+           "Surrogate", "available_cells", "cell_step", "dense_matvec", "make_cell", "synaptic_current",
+           "zero_state"]

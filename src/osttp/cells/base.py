@@ -15,7 +15,7 @@ y_{t-1}, and the immediate parameter derivatives -- for every cell alike.
 """
 from __future__ import annotations
 
-from typing import NamedTuple, Protocol
+from typing import Callable, NamedTuple, Protocol
 
 import torch
 from torch import Tensor
@@ -61,18 +61,29 @@ class Cell(Protocol):
     def local(self, I: Tensor, s_prev: Tensor, y_prev: Tensor, s: Tensor, b: Tensor) -> Local: ...
 
 
-def synaptic_current(W: Tensor, x: Tensor, H: Tensor | None, y_prev: Tensor) -> Tensor:
-    """I_t = W x_t + H y_{t-1}: the only term of a step that mixes units."""
-    current = x @ W.T
+MatVec = Callable[[str, Tensor, Tensor], Tensor]
+"""(weight name "W" or "H", weight, input) -> input @ weight.T: how a layer's products are done."""
+
+
+def dense_matvec(name: str, weight: Tensor, x: Tensor) -> Tensor:
+    return x @ weight.T
+
+
+def synaptic_current(W: Tensor, x: Tensor, H: Tensor | None, y_prev: Tensor,
+                     matvec: MatVec = dense_matvec) -> Tensor:
+    """I_t = W x_t + H y_{t-1}: the only term of a step that mixes units.
+
+    `matvec` lets a simulated device (osttp.hardware) do the products; default: exact."""
+    current = matvec("W", W, x)
     if H is not None:
-        current = current + y_prev @ H.T
+        current = current + matvec("H", H, y_prev)
     return current
 
 
 def cell_step(cell: Cell, W: Tensor, H: Tensor | None, b: Tensor, x: Tensor,
-              state: LayerState) -> LayerState:
+              state: LayerState, matvec: MatVec = dense_matvec) -> LayerState:
     """One autograd-friendly step of a layer (BPTT, evaluation, oracles)."""
-    I = synaptic_current(W, x, H, state.y)
+    I = synaptic_current(W, x, H, state.y, matvec)
     s = cell.dynamics(I, state.s, state.y, b)
     return LayerState(s, cell.output(s, b))
 

@@ -5,8 +5,8 @@
     rows = evaluate_drift(net, hw, task)                  # 1 s .. 1 day, without/with compensation
     plot_drift(rows, "docs/hardware_drift.png")
 
-The forward pass here is the network's own step (`synaptic_current` -> `cell.dynamics` ->
-`cell.output`, then the linear readout), written out so that each crossbar product can see the device:
+The forward pass here is the network's own (`Network.forward`), with its `matvec` hook routing each
+matrix product through a crossbar that sees the device:
 
 - **Read noise, per sequence and step.** In hardware every matrix-vector product is a new read, so
   each sequence of a batch sees its own read at every step. Read noise is independent Gaussian per
@@ -113,20 +113,7 @@ def _crossbars(net: Network, hardware: HardwareTraining | None, t: float, drift_
 @torch.no_grad()
 def forward_hardware(net: Network, xs: Tensor, crossbars: Mapping[str, _Crossbar]) -> Tensor:
     """Run xs (T, B, n_in) through `net` with every matrix product done by `crossbars`; (T, B, C)."""
-    states = net.initial_state(xs.shape[1])
-    outs = []
-    for x in xs:
-        inp = x
-        for l, layer in enumerate(net.layers):
-            st = states[l]
-            current = crossbars[f"layers.{l}.W"](inp)
-            if layer.H is not None:
-                current = current + crossbars[f"layers.{l}.H"](st.y)
-            s = layer.cell.dynamics(current, st.s, st.y, layer.b)
-            states[l] = type(st)(s, layer.cell.output(s, layer.b))
-            inp = states[l].y
-        outs.append(crossbars["readout.weight"](inp) + net.readout.bias)
-    return torch.stack(outs)
+    return net(xs, matvec=lambda name, weight, x: crossbars[name](x))
 
 
 class HardwareForward(torch.nn.Module):

@@ -41,9 +41,11 @@ def check_targets(name: str, y: Tensor, lead: tuple[int, ...], n_out: int, dtype
     if y.dtype in (torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8):
         if _shape(y) != lead:
             raise OsttpError(f"{name} (class indices) has shape {_shape(y)}; expected {lead}")
-        if y.numel() and (int(y.min()) < 0 or int(y.max()) >= n_out):
-            bad = int(y.min()) if int(y.min()) < 0 else int(y.max())
-            raise OsttpError(f"{name} contains label {bad}; expected class indices in [0, {n_out - 1}]")
+        if y.numel():
+            lo, hi = int(y.min()), int(y.max())  # one reduction each: this runs at every step
+            if lo < 0 or hi >= n_out:
+                bad = lo if lo < 0 else hi
+                raise OsttpError(f"{name} contains label {bad}; expected class indices in [0, {n_out - 1}]")
         return torch.nn.functional.one_hot(y.long(), n_out).to(dtype), True
     if y.is_floating_point():
         if _shape(y) != lead + (n_out,):
