@@ -1,4 +1,4 @@
-"""Autograd oracles for every learning rule (SPEC §4.5), shared by all rule tests.
+"""Autograd oracles for every learning rule (docs/math.md §4.5), shared by all rule tests.
 
 Each online rule equals plain autograd on a *modified* graph of the same forward model:
   - every hidden layer's input is detached (spatial paths cut);
@@ -8,13 +8,17 @@ Each online rule equals plain autograd on a *modified* graph of the same forward
   - hidden grads of layer l = grad_theta_l sum_t <stopgrad(L_t^l), y_t^l>, with L_t^l the rule's signal
     computed here independently (target projection from B_l; errors from the forward pass;
     backprop-in-space by autograd through the layers above at step t only);
-  - readout grads = grad sum_t m_t E_t with the readout input detached.
+  - readout grads = grad sum_t m_t E_t with the readout input detached (through the integrator's
+    own recurrence o_t = kappa o_{t-1} + V y_t + c when the readout is one).
 Signals: target projection L = m_t y*_t B_l (osttp, drtp); random error L = m_t (y_hat_t - y*_t) B_l
 (dfa, eprop-rand); symmetric error L^{K-1} = m_t (y_hat_t - y*_t) V and L^l = L^{l+1} W^{l+1} below
 (eprop-sym); backprop-in-space L = dE_t/dy_t^l at step t (ostl). y_hat_t - y*_t is dE_t/do_t for
 softmax-CE and sigmoid-BCE, taken from the unmodified forward values.
 These use only the cells' forward functions (dynamics/output) and autograd -- none of the
 hand-derived local derivatives, trace algebra or signal code they check.
+
+The modified graphs are known here by name ("exact", "diagonal", "none"); a trace kind states in
+its registry metadata (`oracle`) which one it must equal, and an unknown graph is refused.
 """
 from __future__ import annotations
 
@@ -32,7 +36,7 @@ def one_hot_targets(net: Network, ys: Tensor) -> Tensor:
 
 
 def step_loss(o: Tensor, target: Tensor, kind: str) -> Tensor:
-    """Per-sample E_t written out from SPEC §2 (independent of osttp.rules.losses)."""
+    """Per-sample E_t written out from docs/math.md §2 (independent of osttp.rules.losses)."""
     if kind == "ce":
         return -(target * torch.log_softmax(o, -1)).sum(-1)
     return torch.nn.functional.binary_cross_entropy_with_logits(o, target, reduction="none").sum(-1)
@@ -66,8 +70,30 @@ def bptt_oracle(net: Network, xs: Tensor, ys: Tensor, mask: Tensor | None = None
     return dict(zip(params, grads))
 
 
-def _layer_step(layer, x: Tensor, state: LayerState, trace: str) -> LayerState:
-    """One step of a layer on the modified graph of a trace kind."""
+ORACLE_GRAPHS = ("exact", "diagonal", "none")
+SIGNAL_NAMES = ("target-projection", "random-error", "symmetric-error", "backprop-in-space")
+
+
+def oracle_graph(trace: str) -> str:
+    """The modified graph a registered trace kind declares; unknown kinds and graphs are refused."""
+    from osttp.rules import TRACE_KINDS
+
+    graph = TRACE_KINDS.get(trace).meta.get("oracle")
+    if graph not in ORACLE_GRAPHS:
+        raise ValueError(f"trace kind {trace!r} declares oracle graph {graph!r}; the oracles know {ORACLE_GRAPHS}")
+    return graph
+
+
+def _readout_step(net: Network, y: Tensor, o_prev: Tensor) -> Tensor:
+    """o_t = kappa o_{t-1} + V y_t + c, written out here (independent of Readout.step)."""
+    return net.readout.kappa * o_prev + y @ net.readout.weight.T + net.readout.bias
+
+
+def _layer_step(layer, x: Tensor, state: LayerState, graph: str) -> LayerState:
+    """One step of a layer on the modified graph `graph`."""
+    if graph not in ORACLE_GRAPHS:
+        raise ValueError(f"unknown oracle graph {graph!r}; expected one of {ORACLE_GRAPHS}")
+    trace = graph
     y_prev, s_prev = state.y, state.s
     if trace == "none":
         y_prev, s_prev = y_prev.detach(), s_prev.detach()
@@ -83,38 +109,42 @@ def _layer_step(layer, x: Tensor, state: LayerState, trace: str) -> LayerState:
 
 
 def _spatial_signal_at_step(net: Network, l: int, y_l: Tensor, prev_states: list[LayerState],
-                            target: Tensor, mask: Tensor, kind: str) -> Tensor:
+                            o_prev: Tensor, target: Tensor, mask: Tensor, kind: str) -> Tensor:
     """dE_t/dy_t^l through the layers above at step t only (their previous states held fixed)."""
     y = y_l.detach().requires_grad_(True)
     inp = y
     for k in range(l + 1, len(net.layers)):
         st = LayerState(prev_states[k].s.detach(), prev_states[k].y.detach())
         inp = net.layers[k](inp, st).y
-    E = (mask * step_loss(net.readout(inp), target, kind)).sum()
+    E = (mask * step_loss(_readout_step(net, inp, o_prev.detach()), target, kind)).sum()
     (g,) = torch.autograd.grad(E, y)
     return g
 
 
 def online_oracle(net: Network, xs: Tensor, ys: Tensor, mask: Tensor | None, trace: str, signal: str
                   ) -> dict[str, Tensor]:
-    """Gradients of an online rule (trace kind x signal) by autograd on its modified graph."""
+    """Gradients of an online rule (registered trace kind x signal) by autograd on its modified graph."""
+    graph = oracle_graph(trace)
+    if signal not in SIGNAL_NAMES:
+        raise ValueError(f"unknown signal {signal!r}; the oracles know {SIGNAL_NAMES}")
     kind = loss_kind(ys)
     targets = one_hot_targets(net, ys)
     T, B = xs.shape[:2]
     masks = torch.ones(T, B, dtype=net.dtype) if mask is None else mask.to(net.dtype)
-    states = net.initial_state(B)
+    states = net.initial_state(B)[:-1]
+    o = torch.zeros(B, net.n_out, dtype=net.dtype)
     total = xs.new_zeros(())
     for t in range(T):
         target, m = targets[t], masks[t]
-        prev = states
+        prev, o_prev = states, o
         new_states, ys_t = [], []
         inp = xs[t]
         for layer, st in zip(net.layers, states):
-            st = _layer_step(layer, inp.detach(), st, trace)
+            st = _layer_step(layer, inp.detach(), st, graph)
             new_states.append(st)
             ys_t.append(st.y)
             inp = st.y
-        o = net.readout(inp.detach())
+        o = _readout_step(net, inp.detach(), o_prev)
         total = total + (m * step_loss(o, target, kind)).sum()
         error = (m.unsqueeze(-1) * (prediction(o, kind) - target)).detach()
         above = None
@@ -125,10 +155,8 @@ def online_oracle(net: Network, xs: Tensor, ys: Tensor, mask: Tensor | None, tra
                 L = error @ net.feedback[l]
             elif signal == "symmetric-error":
                 L = error @ net.readout.weight if above is None else above @ net.layers[l + 1].W
-            elif signal == "backprop-in-space":
-                L = _spatial_signal_at_step(net, l, ys_t[l], prev, target, m, kind)
-            else:
-                raise ValueError(signal)
+            else:  # backprop-in-space
+                L = _spatial_signal_at_step(net, l, ys_t[l], prev, o_prev, target, m, kind)
             L = L.detach()
             above = L
             total = total + (L * ys_t[l]).sum()
@@ -160,8 +188,8 @@ def spike_statistics(net: Network, xs: Tensor) -> list[tuple[float, int]]:
         ys: list[list[Tensor]] = [[] for _ in net.layers]
         for x in xs:
             _, states = net.step(x, states)
-            for l, st in enumerate(states):
-                ys[l].append(st.y)
+            for seq, st in zip(ys, states):  # hidden layers only (the readout's state comes last)
+                seq.append(st.y)
     for seq in ys:
         y = torch.stack(seq)
         stats.append((float(y.mean()), int((y[:-1] > 0.5).sum())))

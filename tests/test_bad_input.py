@@ -51,7 +51,7 @@ def test_bad_mask_and_bad_step_input(net) -> None:
 
 
 @pytest.mark.parametrize("call, match", [
-    (lambda net: osttp.make_learner("nope", net), r"unknown learner 'nope'; expected one of \['bptt'"),
+    (lambda net: osttp.make_learner("nope", net), r"unknown learner 'nope'; expected one of bptt, tbptt"),
     (lambda net: osttp.make_learner("osttp", net, schedule="sometimes"), "unknown schedule 'sometimes'"),
     (lambda net: osttp.make_learner("osttp", net, schedule="every-k", k=0), "k must be an integer >= 1, got 0"),
     (lambda net: osttp.make_learner("osttp", net, loss="mse"), "unknown loss 'mse'"),

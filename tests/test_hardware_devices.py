@@ -60,7 +60,7 @@ def test_get_device_names_overrides_and_errors() -> None:
     assert isinstance(get_device("ideal"), IdealDevice)
     assert get_device("quantized", bits=6).bits == 6
     assert get_device("pcm", nu=0.05, n_pairs=2) == PCMDevice(nu=0.05, n_pairs=2)
-    with pytest.raises(OsttpError, match="'ideal', 'quantized', 'pcm'"):
+    with pytest.raises(OsttpError, match="ideal, quantized, pcm"):
         get_device("rram")
     with pytest.raises(OsttpError, match="g_minimum"):
         get_device("pcm", g_minimum=0.2)

@@ -113,24 +113,25 @@ def test_wrapper_loads_a_fresh_read_per_step_online_and_per_sequence_bptt() -> N
     case, hw = pcm_setup()
     online = hw.wrap(osttp.make_learner("osttp", case.net, optimizer=hw.optimizer))
     W = case.net.layers[0].W
+    programmed = W.detach().clone()
     online.reset(3)
     seen = []
     for t in range(3):
         online.step(case.xs[t], case.ys[t])
-        seen.append(W.detach().clone())
+        seen.append(online.reads["layers.0.W"].clone())
     assert not torch.equal(seen[0], seen[1]) and not torch.equal(seen[1], seen[2])
+    assert torch.equal(W.detach(), programmed)  # the parameter keeps the programmed weight; reads go to matvec
 
     case, hw = pcm_setup()
     bptt = hw.wrap(osttp.make_learner("bptt", case.net, optimizer=hw.optimizer))
     assert bptt.read_mode == "per-sequence"
-    W = case.net.layers[0].W
     for _ in range(2):
         bptt.reset(3)
-        first = W.detach().clone()
+        first = bptt.reads["layers.0.W"].clone()
         assert not torch.equal(first, hw.read(read_noise=False)["layers.0.W"])  # a noisy read, not the program
         for t in range(case.xs.shape[0]):
             bptt.step(case.xs[t], case.ys[t])
-            assert torch.equal(W.detach(), first)  # fixed within the sequence: BPTT's graph stays valid
+            assert torch.equal(bptt.reads["layers.0.W"], first)  # fixed within the sequence: BPTT's graph stays valid
         bptt.apply()
     assert hw.pulse_counts()["total"]["pulses"] > 0
     strict = HardwareTraining(case.net, device="pcm", read_noise="per-step")
@@ -258,3 +259,34 @@ def test_bad_input() -> None:
         evaluate(net, hw2, task)
     with pytest.raises(OsttpError, match="t ="):
         evaluate(net2, hw2, task, t=float("nan"))
+
+
+@pytest.mark.parametrize("rule", ["osttp", "bptt"])
+def test_training_forward_goes_through_the_quantised_crossbar_matvec(rule: str, monkeypatch) -> None:
+    """With io_bits the learner's own step multiplies through the converters (DAC/ADC), as inference does."""
+    import osttp.hardware.io as hio
+    import osttp.hardware.training as htr
+
+    case, _ = pcm_setup()
+    hw = HardwareTraining(case.net, device="pcm", io_bits=8, seed=3)
+    learner = hw.wrap(osttp.make_learner(rule, case.net, optimizer=hw.optimizer))
+    calls: list[tuple[str, int]] = []
+    real = hio.quantize_output
+
+    def spy(out, in_scale, full_scale, bits, bound):
+        calls.append((out.shape[-1], bits))
+        return real(out, in_scale, full_scale, bits, bound)
+
+    monkeypatch.setattr(hio, "quantize_output", spy)
+    learner.reset(3)
+    o = learner.step(case.xs[0], case.ys[0])
+    n_matrices = len(hw.hardware_names)
+    assert len(calls) == n_matrices and all(bits == 8 for _, bits in calls)
+    # The same step without converters differs: the quantisation acts on the training forward pass.
+    case2, _ = pcm_setup()
+    hw2 = HardwareTraining(case2.net, device="pcm", io_bits=None, seed=3)
+    learner2 = hw2.wrap(osttp.make_learner(rule, case2.net, optimizer=hw2.optimizer))
+    learner2.reset(3)
+    o2 = learner2.step(case2.xs[0], case2.ys[0])
+    assert not torch.equal(o, o2)
+    assert htr.converted_matvec is hio.converted_matvec

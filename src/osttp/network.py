@@ -1,9 +1,12 @@
-"""The forward model shared by every learning rule (SPEC §2, §3, §4.2).
+"""The forward model shared by every learning rule (docs/math.md §2, §3, §4.2).
 
-K-1 recurrent layers of one cell kind and a stateless linear readout, plus the fixed random
-feedback matrices B_l of the target-projection and random-error signals. Parameter names:
-`layers.{l}.W` (n_l x n_{l-1}), `layers.{l}.H` (when recurrent), `layers.{l}.b`,
-`readout.weight`, `readout.bias`; buffers `feedback.{l}` (C x n_l).
+K-1 recurrent layers of one cell kind and a readout (stateless linear, or a leaky integrator,
+docs/math.md §3.5), plus the fixed random feedback matrices B_l of the target-projection and
+random-error signals. Parameter names: `layers.{l}.W` (n_l x n_{l-1}), `layers.{l}.H` (when
+recurrent), `layers.{l}.b`, `readout.weight`, `readout.bias`; buffers `feedback.{l}` (C x n_l).
+
+The network's state is a list of K `LayerState`s: one per hidden layer, then the readout's
+(s = o_t as (B, C, 1), y = o_t), so the integrator's memory travels with the rest.
 """
 from __future__ import annotations
 
@@ -13,8 +16,10 @@ from typing import Any, Sequence
 import torch
 from torch import Tensor, nn
 
-from osttp.cells import Cell, LayerState, MatVec, cell_step, dense_matvec, make_cell, zero_state
+from osttp.cells import (Cell, LayerState, MatVec, cell_step, cell_step_with_current, dense_matvec, make_cell,
+                         zero_state)
 from osttp.errors import OsttpError
+from osttp.registry import Registry
 
 _FEEDBACK_STREAM = 0x5EED_FB  # feedback matrices come from their own generator stream
 
@@ -24,6 +29,10 @@ def glorot_uniform_(w: Tensor, generator: torch.Generator) -> Tensor:
     bound = math.sqrt(6.0 / (fan_in + fan_out))
     with torch.no_grad():
         return w.uniform_(-bound, bound, generator=generator)
+
+
+def _prefixed(matvec: MatVec, prefix: str) -> MatVec:
+    return lambda name, w, v: matvec(prefix + name, w, v)
 
 
 class RecurrentLayer(nn.Module):
@@ -49,8 +58,50 @@ class RecurrentLayer(nn.Module):
     def forward(self, x: Tensor, state: LayerState, matvec: MatVec = dense_matvec) -> LayerState:
         return cell_step(self.cell, self.W, self.H, self.b, x, state, matvec)
 
+    def step_with_current(self, x: Tensor, state: LayerState, matvec: MatVec = dense_matvec
+                          ) -> tuple[Tensor, LayerState]:
+        """The same step, also returning the synaptic current I_t (for the online rules)."""
+        return cell_step_with_current(self.cell, self.W, self.H, self.b, x, state, matvec)
+
     def extra_repr(self) -> str:
         return f"{self.cell}, n_in={self.n_in}, n={self.n}, recurrent={self.recurrent}"
+
+
+def leaky_integrator(o_prev: Tensor, drive: Tensor, kappa: float) -> Tensor:
+    """o_t = kappa o_{t-1} + (V y_t + c): non-spiking output units that integrate their input.
+    kappa = 0 is the stateless linear readout."""
+    return drive if kappa == 0.0 else kappa * o_prev + drive
+
+
+class Readout(nn.Linear):
+    """Output layer o_t = kappa o_{t-1} + V y_t + c (docs/math.md §3.5); weight V, bias c.
+
+    kappa = 0: the stateless linear readout. Its state is LayerState(o.unsqueeze(-1), o)."""
+
+    def __init__(self, n_in: int, n_out: int, kappa: float = 0.0, dtype: torch.dtype = torch.float32,
+                 device: torch.device | str | None = None) -> None:
+        super().__init__(n_in, n_out, dtype=dtype, device=device)
+        if isinstance(kappa, bool) or not isinstance(kappa, (int, float)) or not 0.0 <= kappa < 1.0:
+            raise OsttpError(f"readout kappa must be a number in [0, 1), got {kappa!r}")
+        self.kappa = float(kappa)
+
+    def initial_state(self, batch: int) -> LayerState:
+        o = torch.zeros(batch, self.out_features, dtype=self.weight.dtype, device=self.weight.device)
+        return LayerState(o.unsqueeze(-1), o)
+
+    def step(self, y: Tensor, state: LayerState, matvec: MatVec | None = None) -> LayerState:
+        drive = self(y) if matvec is None else matvec("readout.weight", self.weight, y) + self.bias
+        o = leaky_integrator(state.y, drive, self.kappa)
+        return LayerState(o.unsqueeze(-1), o)
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + f", kappa={self.kappa}"
+
+
+# meta: default kappa. "linear" is kappa = 0; "integrator" takes model.kappa (default 0.9).
+READOUTS: Registry[Readout] = Registry("readout")
+READOUTS.register("linear", Readout, help="stateless linear readout o_t = V y_t + c", kappa=0.0)
+READOUTS.register("integrator", Readout, help="leaky integrator o_t = kappa o_{t-1} + V y_t + c", kappa=0.9)
 
 
 class FeedbackMatrices(nn.Module):
@@ -70,9 +121,9 @@ class FeedbackMatrices(nn.Module):
 
 
 class Network(nn.Module):
-    """Recurrent layers + stateless linear readout + fixed feedback matrices."""
+    """Recurrent layers + readout + fixed feedback matrices."""
 
-    def __init__(self, layers: Sequence[RecurrentLayer], readout: nn.Linear, feedback: FeedbackMatrices,
+    def __init__(self, layers: Sequence[RecurrentLayer], readout: Readout, feedback: FeedbackMatrices,
                  config: dict[str, Any]) -> None:
         super().__init__()
         self.layers = nn.ModuleList(layers)
@@ -85,13 +136,14 @@ class Network(nn.Module):
     @classmethod
     def from_sizes(cls, sizes: Sequence[int], cell: str = "snu", recurrent: bool = False, seed: int = 0,
                    dtype: torch.dtype = torch.float32, device: torch.device | str | None = None,
-                   cell_options: dict[str, Any] | None = None, feedback_scale: float | None = None
-                   ) -> "Network":
+                   cell_options: dict[str, Any] | None = None, feedback_scale: float | None = None,
+                   readout: str = "linear", kappa: float | None = None) -> "Network":
         """sizes = [n_in, h_1, ..., h_{K-1}, n_out]; at least one hidden layer.
 
         Weights are Glorot-uniform from a generator seeded with `seed`; biases start at the
         cell's default (SNU: -1, a threshold of 1); B_l ~ U(-sqrt(6/n_l), sqrt(6/n_l)) from a
-        separate seeded stream, or U(-feedback_scale, feedback_scale) when given."""
+        separate seeded stream, or U(-feedback_scale, feedback_scale) when given.
+        readout: "linear" or "integrator" (READOUTS); kappa: the integrator's leak (default 0.9)."""
         sizes = list(sizes)
         if len(sizes) < 3 or not all(isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in sizes):
             raise OsttpError(f"sizes must be [n_in, hidden..., n_out] with >= 1 hidden layer and positive "
@@ -101,16 +153,21 @@ class Network(nn.Module):
         if feedback_scale is not None and not feedback_scale > 0:
             raise OsttpError(f"feedback_scale must be > 0, got {feedback_scale!r}")
         the_cell = make_cell(cell, **dict(cell_options or {}))
+        entry = READOUTS.get(readout)
+        if readout == "linear" and kappa not in (None, 0, 0.0):
+            raise OsttpError(f"kappa={kappa!r} needs readout='integrator'; the linear readout has kappa 0")
+        kappa_value = entry.meta["kappa"] if kappa is None else kappa
         gen = torch.Generator().manual_seed(int(seed))
         layers = [RecurrentLayer(the_cell, n_in, n, recurrent, gen, dtype, device)
                   for n_in, n in zip(sizes[:-2], sizes[1:-1])]
-        readout = nn.Linear(sizes[-2], sizes[-1], dtype=dtype, device=device)
-        glorot_uniform_(readout.weight, gen)
-        nn.init.zeros_(readout.bias)
+        out = entry.build(n_in=sizes[-2], n_out=sizes[-1], kappa=kappa_value, dtype=dtype, device=device)
+        glorot_uniform_(out.weight, gen)
+        nn.init.zeros_(out.bias)
         feedback = FeedbackMatrices(sizes[-1], sizes[1:-1], seed, feedback_scale, dtype, device)
         config = {"sizes": sizes, "cell": cell, "recurrent": bool(recurrent), "seed": int(seed),
-                  "cell_options": dict(cell_options or {}), "feedback_scale": feedback_scale}
-        return cls(layers, readout, feedback, config)
+                  "cell_options": dict(cell_options or {}), "feedback_scale": feedback_scale,
+                  "readout": readout, "kappa": out.kappa}
+        return cls(layers, readout=out, feedback=feedback, config=config)
 
     @property
     def n_in(self) -> int:
@@ -133,7 +190,14 @@ class Network(nn.Module):
         return self.readout.weight.device
 
     def initial_state(self, batch: int) -> list[LayerState]:
-        return [layer.initial_state(batch) for layer in self.layers]
+        """Zero states of every hidden layer, then of the readout."""
+        return [layer.initial_state(batch) for layer in self.layers] + [self.readout.initial_state(batch)]
+
+    def layer_matvecs(self, matvec: MatVec | None) -> list[MatVec]:
+        """Per hidden layer, `matvec` with the layer's parameter prefix ("W" -> "layers.l.W")."""
+        if matvec is None:
+            return [dense_matvec] * len(self.layers)
+        return [_prefixed(matvec, f"layers.{l}.") for l in range(len(self.layers))]
 
     def step(self, x: Tensor, states: Sequence[LayerState], matvec: MatVec | None = None
              ) -> tuple[Tensor, list[LayerState]]:
@@ -143,17 +207,13 @@ class Network(nn.Module):
         replaces the exact matrix products, e.g. by reads of simulated crossbars."""
         new_states = []
         inp = x
-        for l, (layer, state) in enumerate(zip(self.layers, states)):
-            if matvec is None:
-                state = layer(inp, state)
-            else:
-                prefix = f"layers.{l}."
-                state = layer(inp, state, lambda name, w, v: matvec(prefix + name, w, v))
+        for layer, state, mv in zip(self.layers, states, self.layer_matvecs(matvec)):
+            state = layer(inp, state, mv)
             new_states.append(state)
             inp = state.y
-        if matvec is None:
-            return self.readout(inp), new_states
-        return matvec("readout.weight", self.readout.weight, inp) + self.readout.bias, new_states
+        out = self.readout.step(inp, states[-1], matvec)
+        new_states.append(out)
+        return out.y, new_states
 
     def forward(self, xs: Tensor, states: Sequence[LayerState] | None = None,
                 matvec: MatVec | None = None) -> Tensor:

@@ -1,38 +1,36 @@
 """Cells: one step and its local derivatives (SPEC §3). `make_cell(name, **options)`."""
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any
 
 from osttp.cells.alif import ALIF
-from osttp.cells.base import (Cell, LayerState, Local, MatVec, cell_step, dense_matvec, synaptic_current,
-                              zero_state)
+from osttp.cells.base import (Cell, LayerState, Local, MatVec, cell_step, cell_step_with_current, dense_matvec,
+                              synaptic_current, zero_state)
 from osttp.cells.lif import LIF
 from osttp.cells.rnn import LeakyRNN
 from osttp.cells.snu import SNU, SoftSNU
 from osttp.cells.surrogate import Surrogate
 from osttp.errors import OsttpError
+from osttp.registry import Registry
 
-CELLS: dict[str, Callable[..., Cell]] = {
-    "snu": SNU,
-    "ssnu": SoftSNU,
-    "lif": LIF,
-    "alif": ALIF,
-    "rnn": LeakyRNN,
-}
+# meta: spiking -- the output is a spike (tests check firing rates and reset paths for these).
+CELLS: Registry[Cell] = Registry("cell")
+CELLS.register("snu", SNU, help="spiking neural unit, IBM convention (docs/math.md §3.1)", spiking=True)
+CELLS.register("ssnu", SoftSNU, help="soft SNU: sigmoid output (docs/math.md §3.2)", spiking=False)
+CELLS.register("lif", LIF, help="leaky integrate-and-fire, subtractive reset (docs/math.md §3.3)", spiking=True)
+CELLS.register("alif", ALIF, help="LIF with an adaptive threshold (docs/math.md §3.4)", spiking=True)
+CELLS.register("rnn", LeakyRNN, help="leaky tanh RNN, non-spiking (docs/math.md §3.4)", spiking=False)
 
 
 def available_cells() -> list[str]:
-    return list(CELLS)
+    return CELLS.names()
 
 
 def make_cell(name: str, **options: Any) -> Cell:
     """Build a cell by name; options are its hyperparameters (e.g. d=0.4, g="identity").
 
     A `surrogate` option may be a Surrogate or a dict like {"kind": "fast-sigmoid", "slope": 10}."""
-    if isinstance(name, str) and name in CELLS:
-        factory = CELLS[name]
-    else:
-        raise OsttpError(f"unknown cell {name!r}; expected one of {available_cells()}")
+    factory = CELLS.get(name).factory
     if isinstance(options.get("surrogate"), dict):
         options["surrogate"] = Surrogate(**options["surrogate"])
     try:
@@ -42,5 +40,5 @@ def make_cell(name: str, **options: Any) -> Cell:
 
 
 __all__ = ["ALIF", "CELLS", "Cell", "LIF", "LayerState", "LeakyRNN", "Local", "MatVec", "SNU", "SoftSNU",
-           "Surrogate", "available_cells", "cell_step", "dense_matvec", "make_cell", "synaptic_current",
+           "Surrogate", "available_cells", "cell_step", "cell_step_with_current", "dense_matvec", "make_cell", "synaptic_current",
            "zero_state"]

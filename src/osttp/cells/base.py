@@ -1,4 +1,4 @@
-"""What every cell provides: one step and its local derivatives (SPEC §3, §4.1).
+"""What every cell provides: one step and its local derivatives (docs/math.md §3, §4.1).
 
 A layer's step splits into a linear synaptic current, the only part that mixes units,
 
@@ -80,12 +80,19 @@ def synaptic_current(W: Tensor, x: Tensor, H: Tensor | None, y_prev: Tensor,
     return current
 
 
+def cell_step_with_current(cell: Cell, W: Tensor, H: Tensor | None, b: Tensor, x: Tensor,
+                           state: LayerState, matvec: MatVec = dense_matvec) -> tuple[Tensor, LayerState]:
+    """One step of a layer, returning the synaptic current I_t too (the online rules' local
+    derivatives need it). The one forward step every learner, evaluation and oracle runs."""
+    I = synaptic_current(W, x, H, state.y, matvec)
+    s = cell.dynamics(I, state.s, state.y, b)
+    return I, LayerState(s, cell.output(s, b))
+
+
 def cell_step(cell: Cell, W: Tensor, H: Tensor | None, b: Tensor, x: Tensor,
               state: LayerState, matvec: MatVec = dense_matvec) -> LayerState:
     """One autograd-friendly step of a layer (BPTT, evaluation, oracles)."""
-    I = synaptic_current(W, x, H, state.y, matvec)
-    s = cell.dynamics(I, state.s, state.y, b)
-    return LayerState(s, cell.output(s, b))
+    return cell_step_with_current(cell, W, H, b, x, state, matvec)[1]
 
 
 def zero_state(cell: Cell, batch: int, n: int, dtype: torch.dtype, device: torch.device | str | None

@@ -1,6 +1,7 @@
-"""SNU and sSNU -- spiking neural units, IBM convention (SPEC §3.1, §3.2).
+"""SNU and sSNU -- spiking neural units, IBM convention (docs/math.md §3.1, §3.2).
 
-    pre_t = I_t + d * s_{t-1} * (1 - y_{t-1})      I_t = W x_t + H y_{t-1}
+    pre_t = I_t + d * s_{t-1} * (1 - y_{t-1})      I_t = W x_t + H y_{t-1}   (reset="multiplicative")
+    pre_t = I_t + d * (s_{t-1} - y_{t-1})           (reset="soft": a spike subtracts the nominal threshold 1)
     s_t   = g(pre_t)                                g = ReLU or identity
     y_t   = h(s_t + b)                              SNU: Heaviside (surrogate 1 - tanh^2); sSNU: sigmoid
 """
@@ -16,19 +17,28 @@ from osttp.cells.surrogate import Surrogate
 from osttp.errors import OsttpError
 
 ACTIVATIONS = ("relu", "identity")
+RESETS = ("multiplicative", "soft")
 
 
 def snu_preactivation(I: Tensor, s_prev: Tensor, y_prev: Tensor, d: float) -> Tensor:
-    """pre_t = I_t + d * s_{t-1} * (1 - y_{t-1}): leaky integration, reset by the last output."""
+    """pre_t = I_t + d * s_{t-1} * (1 - y_{t-1}): leaky integration, a spike zeroes the state."""
     return I + d * s_prev * (1.0 - y_prev)
+
+
+def snu_soft_preactivation(I: Tensor, s_prev: Tensor, y_prev: Tensor, d: float) -> Tensor:
+    """pre_t = I_t + d * (s_{t-1} - y_{t-1}): a spike subtracts the nominal threshold 1 and keeps the
+    rest of the state, so a strongly driven unit does not lose what exceeded the threshold."""
+    return I + d * (s_prev - y_prev)
 
 
 @dataclass(frozen=True)
 class SNU:
-    """Spiking neural unit. d: leak (fixed), g: "relu" | "identity", surrogate of the step."""
+    """Spiking neural unit. d: leak (fixed), g: "relu" | "identity", reset: "multiplicative" | "soft",
+    surrogate of the step."""
 
     d: float = 0.8
     g: str = "relu"
+    reset: str = "multiplicative"
     surrogate: Surrogate = field(default_factory=lambda: Surrogate("tanh"))
     name: str = "snu"
     n_states: int = 1
@@ -37,8 +47,15 @@ class SNU:
     def __post_init__(self) -> None:
         if self.g not in ACTIVATIONS:
             raise OsttpError(f"unknown activation g={self.g!r}; expected one of {ACTIVATIONS}")
-        if not 0.0 <= self.d <= 1.0:
+        if not isinstance(self.d, (int, float)) or isinstance(self.d, bool) or not 0.0 <= self.d <= 1.0:
             raise OsttpError(f"leak d must be in [0, 1], got {self.d!r}")
+        if self.reset not in RESETS:
+            raise OsttpError(f"unknown reset {self.reset!r}; expected one of {RESETS}")
+
+    def _pre(self, I: Tensor, s_prev: Tensor, y_prev: Tensor) -> Tensor:
+        if self.reset == "soft":
+            return snu_soft_preactivation(I, s_prev, y_prev, self.d)
+        return snu_preactivation(I, s_prev, y_prev, self.d)
 
     def _g(self, pre: Tensor) -> Tensor:
         return torch.relu(pre) if self.g == "relu" else pre
@@ -54,20 +71,20 @@ class SNU:
         return self.surrogate.derivative(v)
 
     def dynamics(self, I: Tensor, s_prev: Tensor, y_prev: Tensor, b: Tensor) -> Tensor:
-        pre = snu_preactivation(I, s_prev[..., 0], y_prev, self.d)
-        return self._g(pre).unsqueeze(-1)
+        return self._g(self._pre(I, s_prev[..., 0], y_prev)).unsqueeze(-1)
 
     def output(self, s: Tensor, b: Tensor) -> Tensor:
         return self._h(s[..., 0] + b)
 
     def local(self, I: Tensor, s_prev: Tensor, y_prev: Tensor, s: Tensor, b: Tensor) -> Local:
         sp = s_prev[..., 0]
-        gp = self._g_prime(snu_preactivation(I, sp, y_prev, self.d))
+        gp = self._g_prime(self._pre(I, sp, y_prev))
         hp = self._h_prime(s[..., 0] + b)
+        soft = self.reset == "soft"
         return pack_single_state(
             fI=gp,
-            Fs=gp * self.d * (1.0 - y_prev),
-            Fy=-gp * self.d * sp,
+            Fs=gp * self.d if soft else gp * self.d * (1.0 - y_prev),
+            Fy=-gp * self.d if soft else -gp * self.d * sp,
             fb=0.0,
             os=hp,
             ob=hp,
@@ -76,7 +93,7 @@ class SNU:
 
 @dataclass(frozen=True)
 class SoftSNU(SNU):
-    """Soft SNU: the output is a sigmoid with its exact derivative (SPEC §3.2)."""
+    """Soft SNU: the output is a sigmoid with its exact derivative (docs/math.md §3.2)."""
 
     name: str = "ssnu"
 

@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 
 from osttp.errors import OsttpError
-from osttp.hardware.devices import DeviceConfig, IdealDevice, PCMDevice, QuantizedDevice
+from osttp.hardware.devices import DeviceConfig, IdealDevice, PCMDevice, QuantizedDevice, device_entry
 
 
 def global_drift_compensation_factor(read_weight: Tensor, programmed_weight: Tensor) -> Tensor:
@@ -67,6 +67,17 @@ class SynapseArray(ABC):
     def total_pulses(self) -> int:
         """Update pulses fired on the whole array so far."""
         return int(self.pulse_count.sum())
+
+    # Updates are written exactly (no pulses): the ideal device.
+    exact_write: bool = False
+    # The conductances drift in time, so global drift compensation means something.
+    drifts: bool = False
+
+    @property
+    def full_scale(self) -> float:
+        """The largest |weight| the array represents: the ADC's range is set in units of it."""
+        w = self.weight(read_noise=False)
+        return float(w.abs().max()) if w.numel() else 1.0
 
     @property
     @abstractmethod
@@ -144,7 +155,10 @@ class SynapseArray(ABC):
 class IdealArray(SynapseArray):
     """Exact weights: `add` writes ΔW with no loss (pulses are not used)."""
 
-    def __init__(self, config: IdealDevice, initial_weight: Tensor, time: float = 0.0) -> None:
+    exact_write = True
+
+    def __init__(self, config: IdealDevice, initial_weight: Tensor, generator: torch.Generator | None = None,
+                 time: float = 0.0) -> None:
         super().__init__(initial_weight.shape, initial_weight.dtype, initial_weight.device, time)
         self.config = config
         self._w = initial_weight.detach().clone()
@@ -173,7 +187,8 @@ class IdealArray(SynapseArray):
 class QuantizedArray(SynapseArray):
     """Weights k·Δ on 2**bits - 1 levels; a pulse moves k by ±1, clipped to [-L, L]. No noise, no drift."""
 
-    def __init__(self, config: QuantizedDevice, initial_weight: Tensor, time: float = 0.0) -> None:
+    def __init__(self, config: QuantizedDevice, initial_weight: Tensor, generator: torch.Generator | None = None,
+                 time: float = 0.0) -> None:
         super().__init__(initial_weight.shape, initial_weight.dtype, initial_weight.device, time)
         self.config = config
         # Initial weights go to the nearest level (what a write-verify of a multi-level cell gives).
@@ -185,6 +200,10 @@ class QuantizedArray(SynapseArray):
     @property
     def pulse_weight(self) -> float:
         return self.config.level_step
+
+    @property
+    def full_scale(self) -> float:
+        return self.config.w_max
 
     def weight(self, t: float | None = None, read_noise: bool = True,
                drift_compensation: bool = False, generator: torch.Generator | None = None) -> Tensor:
@@ -227,9 +246,15 @@ class PCMArray(SynapseArray):
         self.unconverged = 0
         self.program(initial_weight.detach())
 
+    drifts = True
+
     @property
     def pulse_weight(self) -> float:
         return self.config.pulse_weight
+
+    @property
+    def full_scale(self) -> float:
+        return self.max_holdable_weight  # = w_max unless alpha was given directly
 
     @property
     def max_holdable_weight(self) -> float:
@@ -393,13 +418,14 @@ class PCMArray(SynapseArray):
                 "refreshes": self.refresh_count, "unconverged": self.unconverged}
 
 
+ARRAYS: dict[str, type[SynapseArray]] = {"ideal": IdealArray, "quantized": QuantizedArray, "pcm": PCMArray}
+"""Device name (osttp.hardware.DEVICES) -> the array class that stores weights in such devices."""
+
+
 def make_array(config: DeviceConfig, initial_weight: Tensor, generator: torch.Generator,
                time: float = 0.0) -> SynapseArray:
     """The array class that holds `initial_weight` in devices of type `config`."""
-    if isinstance(config, IdealDevice):
-        return IdealArray(config, initial_weight, time)
-    if isinstance(config, QuantizedDevice):
-        return QuantizedArray(config, initial_weight, time)
-    if isinstance(config, PCMDevice):
-        return PCMArray(config, initial_weight, generator, time)
-    raise OsttpError(f"device: expected an IdealDevice, QuantizedDevice or PCMDevice, got {config!r}")
+    entry = device_entry(config)
+    if entry.name not in ARRAYS:
+        raise OsttpError(f"device {entry.name!r} has no array class; register one in osttp.hardware.arrays.ARRAYS")
+    return ARRAYS[entry.name](config, initial_weight, generator, time)

@@ -27,6 +27,7 @@ from torch import Tensor
 
 from osttp.errors import OsttpError
 from osttp.hardware import _checks
+from osttp.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -245,7 +246,20 @@ class PCMDevice:
 
 
 DeviceConfig = Union[IdealDevice, QuantizedDevice, PCMDevice]
-DEVICES: dict[str, type] = {"ideal": IdealDevice, "quantized": QuantizedDevice, "pcm": PCMDevice}
+# meta: scalable -- the range w_max can be set per layer (auto_w_max / --w-range); ideal has no range.
+DEVICES: Registry[DeviceConfig] = Registry("device")
+DEVICES.register("ideal", IdealDevice, help="exact weights, no pulses (a control)", scalable=False)
+DEVICES.register("quantized", QuantizedDevice, help="n-bit multi-level cell, no noise, no drift", scalable=True)
+DEVICES.register("pcm", PCMDevice, help="phase-change memory: noisy pulses, read noise, drift", scalable=True)
+
+
+def device_entry(config: object):  # -> Entry[DeviceConfig]
+    """The registry entry of a device config object; OsttpError for anything else."""
+    name = getattr(type(config), "name", None)
+    if not isinstance(name, str) or name not in DEVICES or not isinstance(config, DEVICES.get(name).factory):
+        raise OsttpError(f"device: expected a device name ({', '.join(DEVICES)}) or one of their configs, "
+                         f"got {config!r}")
+    return DEVICES.get(name)
 
 
 def get_device(name: str, **overrides: object) -> DeviceConfig:
@@ -253,9 +267,7 @@ def get_device(name: str, **overrides: object) -> DeviceConfig:
 
     An unknown name or field raises OsttpError listing the valid ones; bad values raise OsttpError from
     the dataclass's validation."""
-    if name not in DEVICES:
-        raise OsttpError(f"unknown device {name!r}: expected one of {', '.join(repr(n) for n in DEVICES)}")
-    cls = DEVICES[name]
+    cls = DEVICES.get(name).factory
     valid = [f.name for f in dataclasses.fields(cls)]
     for key in overrides:
         if key not in valid:

@@ -24,8 +24,8 @@ import torch
 from torch import Tensor
 
 from osttp.hardware import _checks
-from osttp.hardware.arrays import IdealArray, SynapseArray, make_array
-from osttp.hardware.devices import DeviceConfig, IdealDevice, PCMDevice, QuantizedDevice, get_device
+from osttp.hardware.arrays import SynapseArray, make_array
+from osttp.hardware.devices import DeviceConfig, device_entry, get_device
 from osttp.hardware.schemes import UpdateScheme, get_scheme
 
 
@@ -73,9 +73,8 @@ class HardwareSynapses(torch.optim.Optimizer):
         if auto_w_max is not None:
             _checks.number(own, "auto_w_max", auto_w_max, gt=0.0)
         config = get_device(device) if isinstance(device, str) else device
-        if not isinstance(config, (IdealDevice, QuantizedDevice, PCMDevice)):
-            raise _checks.fail(own, "device", config, "a device name or IdealDevice/QuantizedDevice/PCMDevice")
-        if auto_w_max is not None and isinstance(config, PCMDevice) and config.alpha is not None:
+        entry = device_entry(config)
+        if auto_w_max is not None and getattr(config, "alpha", None) is not None:
             raise _checks.fail(own, "auto_w_max", auto_w_max, "None when the PCMDevice has an explicit alpha")
         super().__init__(list(params.values()), {"lr": lr})
         self.params: dict[str, torch.nn.Parameter] = dict(params)
@@ -87,7 +86,7 @@ class HardwareSynapses(torch.optim.Optimizer):
         with torch.no_grad():
             for name, p in self.params.items():
                 cfg = config
-                if auto_w_max is not None and not isinstance(config, IdealDevice):
+                if auto_w_max is not None and entry.meta["scalable"]:
                     peak = float(p.detach().abs().max()) if p.numel() else 0.0
                     if peak > 0:
                         cfg = dataclasses.replace(config, w_max=auto_w_max * peak)
@@ -120,7 +119,7 @@ class HardwareSynapses(torch.optim.Optimizer):
                 continue
             array = self.arrays[name]
             delta_w = p.grad.detach() * (-lr)
-            if isinstance(array, IdealArray):
+            if array.exact_write:
                 array.add(delta_w)
             else:
                 n_pos, n_neg = self.schemes[name].pulses(delta_w, array.pulse_weight, self.generator)

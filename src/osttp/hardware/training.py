@@ -16,15 +16,19 @@ What lives where:
 - Everything else (biases ``layers.{l}.b``, ``readout.bias``) stays digital and is trained by
   `digital_optimizer` (default: ``torch.optim.SGD`` with the same lr). Traces, learning signals and the
   mixed-precision accumulators are digital too (SPEC §6).
-- Reads. The learners read ``layer.W``, ``layer.H`` and ``net.readout.weight`` directly, so the wrapper
-  (`HardwareLearner`) copies one read of the arrays into ``param.data`` before the forward pass:
-  ``read_noise="per-step"`` draws a fresh read before every step (online rules: each step is a new MVM
-  on the crossbar); ``"per-sequence"`` one read after `reset` and again after each optimizer step inside
-  a sequence (truncated BPTT). BPTT keeps an autograd graph over the sequence that refers to the
-  parameters, so changing them within a sequence would corrupt its gradient: BPTT gets "per-sequence"
-  and "per-step" is refused. ``"auto"`` (default) picks per-step for online learners, per-sequence for
-  BPTT; ``"none"`` reads noise-free (but drifted) weights. One read is shared by the whole batch (for
-  batch 1, a single stream learning on a device, this is exact).
+- Reads. Every learner runs the network's own step (`Network.step` / `cell_step_with_current`) with a
+  `matvec` hook; the wrapper (`HardwareLearner`) sets it, so each matrix product of the forward pass
+  multiplies by a read of the crossbar, through the input/output converters when ``io_bits`` is set
+  (`osttp.hardware.io`) -- in training exactly as at inference. ``param.data`` keeps the programmed,
+  noise-free weights (what the learning signals and traces read). ``read_noise="per-step"`` draws a
+  fresh read before every step (online rules: each step is a new MVM on the crossbar);
+  ``"per-sequence"`` one read after `reset` and again after each optimizer step inside a sequence
+  (truncated BPTT). Under BPTT the product is W + stopgrad(W_read - W), so autograd's gradient goes
+  to the weights while the forward value is the read; a read changing inside a stored graph would
+  make that gradient inconsistent, so BPTT gets "per-sequence" and "per-step" is refused. ``"auto"``
+  (default) picks per-step for online learners, per-sequence for BPTT; ``"none"`` reads noise-free
+  (but drifted) weights. One read is shared by the whole batch (for batch 1, a single stream
+  learning on a device, this is exact).
 - Simulated time stays where it is unless `set_time` moves it: training at a fixed time sees no drift;
   `osttp.hardware.evaluate_drift` reads at later times.
 """
@@ -41,6 +45,7 @@ from torch import Tensor
 from osttp.errors import OsttpError
 from osttp.hardware import _checks
 from osttp.hardware.devices import DeviceConfig
+from osttp.hardware.io import converted_matvec
 from osttp.hardware.synapses import HardwareSynapses
 from osttp.network import Network
 from osttp.rules import BPTTLearner, Learner
@@ -131,6 +136,9 @@ class HardwareTraining:
         Which matrices go to hardware (`select_weights`); default all of them.
     scheme_options, drift_compensation, auto_w_max:
         Passed to `HardwareSynapses` (e.g. ``auto_w_max=2.0``: per-layer range w_max = 2·max|W_init|).
+    io_bits, io_out_bound:
+        Input (DAC) and output (ADC) converters of every crossbar during training, as at inference
+        (`osttp.hardware.io`); None: exact products.
     """
 
     def __init__(self, net: Network, device: DeviceConfig | str = "pcm", scheme: str = "mixed-precision",
@@ -139,7 +147,8 @@ class HardwareTraining:
                                                                      torch.optim.Optimizer] | None = None,
                  read_noise: str = "auto", weights: Sequence[str] = DEFAULT_WEIGHTS,
                  scheme_options: Mapping[str, Any] | None = None, drift_compensation: bool = False,
-                 auto_w_max: float | None = None) -> None:
+                 auto_w_max: float | None = None, io_bits: int | None = None, io_out_bound: float = 12.0
+                 ) -> None:
         own = "HardwareTraining"
         if not isinstance(net, Network):
             raise _checks.fail(own, "net", type(net).__name__, "an osttp.Network")
@@ -147,6 +156,8 @@ class HardwareTraining:
             raise _checks.fail(own, "read_noise", read_noise, f"one of {READ_NOISE_MODES}")
         seed = _checks.integer(own, "seed", seed)
         lr = _checks.number(own, "lr", lr, ge=0.0)
+        self.io_bits = None if io_bits is None else _checks.integer(own, "io_bits", io_bits, ge=2, le=24)
+        self.io_out_bound = _checks.number(own, "io_out_bound", io_out_bound, gt=0.0)
         self.net = net
         self.read_noise = read_noise
         params = dict(net.named_parameters())
@@ -289,7 +300,7 @@ class HardwareTraining:
 
 
 class HardwareLearner:
-    """A learner whose forward passes read the crossbars: `reset`, `step`, `apply` as the learner's;
+    """A learner whose forward passes run on the crossbars: `reset`, `step`, `apply` as the learner's;
     every other attribute is the learner's own (``loss_sum``, ``name``, ...)."""
 
     def __init__(self, hardware: HardwareTraining, learner: Any) -> None:
@@ -311,10 +322,23 @@ class HardwareLearner:
         self.hardware = hardware
         self.learner = learner
         self.read_mode = mode
+        self.reads: dict[str, Tensor] = {}  # the current read of every crossbar
+        self._full_scale = {n: a.full_scale for n, a in hardware.synapses.arrays.items()}
         self._read_at_step = -1  # optimizer step count at the last read (per-sequence mode)
+        learner.matvec = self.matvec
+
+    def matvec(self, name: str, weight: Tensor, x: Tensor) -> Tensor:
+        """The product of `x` with the crossbar holding `name` (digital matrices: exact)."""
+        read = self.reads.get(name)
+        if read is None:
+            return x @ weight.T
+        # Forward value: the read; gradient (BPTT): to the weight, as autograd would give it.
+        w = weight + (read - weight).detach() if torch.is_grad_enabled() and weight.requires_grad else read
+        hw = self.hardware
+        return converted_matvec(x, w, self._full_scale[name], hw.io_bits, hw.io_out_bound)
 
     def _load(self) -> None:
-        self.hardware.load_read(read_noise=self.read_mode != "none")
+        self.reads = self.hardware.read(read_noise=self.read_mode != "none")
         self._read_at_step = self.hardware.optimizer.steps
 
     def reset(self, batch_size: int) -> None:
@@ -324,7 +348,7 @@ class HardwareLearner:
 
     def step(self, x_t: Tensor, y_t: Tensor, m_t: Tensor | None = None) -> Tensor:
         # per-sequence: a new read only after the devices were reprogrammed (an in-sequence apply, where
-        # BPTT's graph has already been cut), so the forward never uses the noise-free write-back.
+        # BPTT's graph has already been cut).
         if self.read_mode == "per-step" or self._read_at_step != self.hardware.optimizer.steps:
             self._load()
         return self.learner.step(x_t, y_t, m_t)

@@ -1,13 +1,13 @@
-"""Learning rules: trace kind x learning signal x update schedule (SPEC §4)."""
+"""Learning rules: trace kind x learning signal x update schedule (docs/math.md §4)."""
 from osttp.rules.bptt import BPTTLearner
 from osttp.rules.learner import Learner
 from osttp.rules.losses import Loss, make_loss
 from osttp.rules.online import OnlineLearner
-from osttp.rules.presets import ONLINE_PRESETS, available_learners, make_learner
+from osttp.rules.presets import ONLINE_PRESETS, PRESETS, available_learners, make_learner, register_online_preset
 from osttp.rules.schedules import Schedule, make_schedule
 from osttp.rules.signals import SIGNALS, make_signal
 from osttp.rules.traces import TRACE_KINDS, make_trace
 
-__all__ = ["BPTTLearner", "Learner", "Loss", "ONLINE_PRESETS", "OnlineLearner", "SIGNALS", "Schedule",
+__all__ = ["BPTTLearner", "Learner", "Loss", "ONLINE_PRESETS", "OnlineLearner", "PRESETS", "SIGNALS", "Schedule",
            "TRACE_KINDS", "available_learners", "make_learner", "make_loss", "make_schedule", "make_signal",
-           "make_trace"]
+           "make_trace", "register_online_preset"]

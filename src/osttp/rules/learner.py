@@ -9,11 +9,12 @@ or ask for one sequence's descent direction: `learner.sequence_gradients(xs, ys,
 """
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
 
+from osttp.cells import MatVec
 from osttp.errors import OsttpError
 from osttp.network import Network
 from osttp.rules.inputs import check_inputs, check_mask, check_targets
@@ -21,8 +22,28 @@ from osttp.rules.losses import Loss, make_loss
 from osttp.rules.schedules import Schedule, make_schedule
 
 
+@dataclass
+class Stream:
+    """Everything a learner carries from one step to the next. Subclasses add their own fields, so
+    `sequence_gradients` can swap in a fresh stream and put the caller's back -- no field forgotten."""
+
+    acc: dict[str, Tensor]  # gradient accumulated and not yet applied, per parameter name
+    batch_size: int | None = None
+    steps_since_reset: int = 0
+    pending_steps: int = 0  # steps whose gradient is accumulated but not yet applied
+    loss_sum: Tensor | float = 0.0  # sum of m_t E_t since reset (for reporting)
+
+    def tensors(self) -> list[Tensor]:
+        """The tensors held between steps (for `state_nbytes`)."""
+        return list(self.acc.values())
+
+
 class Learner:
-    """Base class. Subclasses implement `_reset_stream`, `_step` and, if they defer work, `_flush`."""
+    """Base class. Subclasses implement `_new_stream`, `_reset_stream`, `_step` and, if they defer
+    work, `_flush`.
+
+    `matvec(name, weight, input)`, when set (simulated crossbars, osttp.hardware), does every matrix
+    product of the forward pass, exactly as in `Network.step`."""
 
     name: str = "learner"
 
@@ -39,12 +60,30 @@ class Learner:
         self.schedule = make_schedule(schedule, k)
         self.loss_name = loss if loss == "auto" else make_loss(loss).name
         self.params: dict[str, torch.nn.Parameter] = dict(net.named_parameters())
-        self.acc: dict[str, Tensor] = self._zero_acc()
-        self.batch_size: int | None = None
-        self.steps_since_reset = 0
-        self.pending_steps = 0  # steps whose gradient is accumulated but not yet applied
-        self.loss_sum = 0.0  # sum of m_t E_t since reset (for reporting)
+        self.matvec: MatVec | None = None
+        self.stream: Stream = self._new_stream()
         self._apply_enabled = True
+
+    # The stream's fields, read as the learner's own.
+    @property
+    def acc(self) -> dict[str, Tensor]:
+        return self.stream.acc
+
+    @property
+    def batch_size(self) -> int | None:
+        return self.stream.batch_size
+
+    @property
+    def steps_since_reset(self) -> int:
+        return self.stream.steps_since_reset
+
+    @property
+    def pending_steps(self) -> int:
+        return self.stream.pending_steps
+
+    @property
+    def loss_sum(self) -> Tensor | float:
+        return self.stream.loss_sum
 
     # ----------------------------------------------------------------- public API
     def reset(self, batch_size: int) -> None:
@@ -52,9 +91,10 @@ class Learner:
         if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
             raise OsttpError(f"batch_size must be an integer >= 1, got {batch_size!r}")
         self._flush()
-        self.batch_size = batch_size
-        self.steps_since_reset = 0
-        self.loss_sum = 0.0
+        st = self.stream
+        st.batch_size = batch_size
+        st.steps_since_reset = 0
+        st.loss_sum = 0.0
         self._reset_stream(batch_size)
 
     def step(self, x_t: Tensor, y_t: Tensor, m_t: Tensor | None = None) -> Tensor:
@@ -79,7 +119,7 @@ class Learner:
             self.optimizer.step()
         for a in self.acc.values():
             a.zero_()
-        self.pending_steps = 0
+        self.stream.pending_steps = 0
 
     def write_grads(self) -> None:
         """Set p.grad to the accumulated gradient of every parameter (replacing what was there)."""
@@ -104,11 +144,9 @@ class Learner:
         targets, is_index = check_targets("ys", ys, (T, B), net.n_out, net.dtype)
         masks = check_mask("mask", mask, (T, B), net.dtype, net.device)
         loss = self._loss_for(is_index)
-        saved = self._save_stream()
-        for k in self._stream_attrs:  # a fresh stream; the caller's is restored below
-            setattr(self, k, None)
+        saved = self.stream
+        self.stream = self._new_stream()  # a fresh stream; the caller's is put back below
         try:
-            self.acc = self._zero_acc()
             self._apply_enabled = False
             self.reset(B)
             for t in range(T):
@@ -117,11 +155,11 @@ class Learner:
             return {name: a.clone() for name, a in self.acc.items()}
         finally:
             self._apply_enabled = True
-            self._restore_stream(saved)
+            self.stream = saved
 
     def state_nbytes(self) -> int:
         """Bytes of everything the learner keeps between steps (states, traces, accumulators, graph)."""
-        return sum(t.numel() * t.element_size() for t in self._stored_tensors())
+        return sum(t.numel() * t.element_size() for t in self.stream.tensors())
 
     # ----------------------------------------------------------------- internals
     def _loss_for(self, is_index: bool) -> Loss:
@@ -131,9 +169,10 @@ class Learner:
 
     def _checked_step(self, x: Tensor, target: Tensor, mask: Tensor, loss: Loss) -> Tensor:
         o = self._step(x, target, mask, loss)
-        self.steps_since_reset += 1
-        self.pending_steps += 1
-        if self.schedule.due(self.steps_since_reset):
+        st = self.stream
+        st.steps_since_reset += 1
+        st.pending_steps += 1
+        if self.schedule.due(st.steps_since_reset):
             self._flush()
             if self._apply_enabled:
                 self.apply()
@@ -143,15 +182,9 @@ class Learner:
         return {name: torch.zeros_like(p, memory_format=torch.contiguous_format)
                 for name, p in self.net.named_parameters()}
 
-    def _save_stream(self) -> dict[str, Any]:
-        keys = ("acc", "batch_size", "steps_since_reset", "pending_steps", "loss_sum") + self._stream_attrs
-        return {k: getattr(self, k) for k in keys}
-
-    def _restore_stream(self, saved: dict[str, Any]) -> None:
-        for k, v in saved.items():
-            setattr(self, k, v)
-
-    _stream_attrs: tuple[str, ...] = ()
+    def _new_stream(self) -> Stream:
+        """An empty stream of this learner's kind (zero accumulators, no states yet)."""
+        raise NotImplementedError
 
     def _reset_stream(self, batch_size: int) -> None:
         raise NotImplementedError
@@ -161,9 +194,6 @@ class Learner:
 
     def _flush(self) -> None:
         """Turn deferred work (BPTT's stored graph) into accumulated gradients."""
-
-    def _stored_tensors(self) -> list[Tensor]:
-        return list(self.acc.values())
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r}, schedule={self.schedule.name!r})"

@@ -1,20 +1,22 @@
-"""The online learner: network x trace kind x learning signal x schedule (SPEC §4.4).
+"""The online learner: network x trace kind x learning signal x schedule (docs/math.md §4.4).
 
-One step runs each layer forward, updates its traces, and -- for a signal that needs only the
-target -- contracts them with its learning signal at once, before the next layer has run. Signals
-that need the output error are asked after the readout, top layer first. Nothing of the sequence
-is kept: the stored state is the layers' states and traces, flat in T.
+One step runs each layer forward (the same `cell_step_with_current` as `Network.step`, with the
+learner's `matvec`), updates its traces, and -- for a signal that needs only the target --
+contracts them with its learning signal at once, before the next layer has run. Signals that need
+the output error are asked after the readout, top layer first. Nothing of the sequence is kept:
+the stored state is the layers' states and traces and the readout's eligibility, flat in T.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import NamedTuple
 
 import torch
 from torch import Tensor
 
-from osttp.cells import synaptic_current
+from osttp.cells import LayerState
 from osttp.network import Network
-from osttp.rules.learner import Learner
+from osttp.rules.learner import Learner, Stream
 from osttp.rules.losses import Loss
 from osttp.rules.schedules import Schedule
 from osttp.rules.signals import LearningSignal, StepContext, make_signal
@@ -30,10 +32,33 @@ class OnlineState(NamedTuple):
     ob: Tensor  # dy/db of the last step (B, n)
 
 
+@dataclass
+class OnlineStream(Stream):
+    states: list[OnlineState] = field(default_factory=list)
+    traces: list[TraceState] = field(default_factory=list)
+    readout: LayerState | None = None  # o_{t-1} of the integrator readout
+    readout_eligibility: Tensor | None = None  # y-bar_t = kappa y-bar_{t-1} + y_t (B, n_{K-1})
+    bias_eligibility: float = 0.0  # c-bar_t = kappa c-bar_{t-1} + 1
+
+    def tensors(self) -> list[Tensor]:
+        out = super().tensors() + [t for st in self.states for t in st]
+        out += [t for tr in self.traces for t in tr.values()]
+        if self.readout is not None:
+            out += [self.readout.y]
+        if self.readout_eligibility is not None:
+            out.append(self.readout_eligibility)
+        return out
+
+
+def readout_eligibility(prev: Tensor | None, y: Tensor, kappa: float) -> Tensor:
+    """y-bar_t = kappa y-bar_{t-1} + y_t: do_t/dV = y-bar_t exactly for o_t = kappa o_{t-1} + V y_t + c."""
+    return y if prev is None or kappa == 0.0 else kappa * prev + y
+
+
 class OnlineLearner(Learner):
     """A rule composed of a trace kind and a learning signal; the readout learns from its local error."""
 
-    _stream_attrs = ("states", "traces")
+    stream: OnlineStream
 
     def __init__(self, net: Network, trace: "str | TraceKind" = "diagonal",
                  signal: "str | LearningSignal" = "target-projection",
@@ -44,59 +69,66 @@ class OnlineLearner(Learner):
         self.trace = make_trace(trace) if isinstance(trace, str) else trace
         self.signal = make_signal(signal) if isinstance(signal, str) else signal
         self.name = name or f"{self.trace.name}+{self.signal.name}"
-        self.states: list[OnlineState] | None = None
-        self.traces: list[TraceState] | None = None
+        # Per layer, views of the accumulators by short parameter name ("W", "H", "b"): what a
+        # trace kind's `contract` writes into, whatever tensors its own state holds.
+        self._layer_acc = [{short: self.stream.acc[f"layers.{l}.{short}"]
+                            for short, _ in layer.named_parameters()} for l, layer in enumerate(net.layers)]
+
+    def _new_stream(self) -> OnlineStream:
+        return OnlineStream(acc=self._zero_acc())
 
     def _reset_stream(self, batch_size: int) -> None:
-        self.states, self.traces = [], []
+        st = self.stream
+        st.states, st.traces = [], []
         for layer in self.net.layers:
             s0 = layer.initial_state(batch_size)
-            self.states.append(OnlineState(s0.s, s0.y, torch.zeros_like(s0.s), torch.zeros_like(s0.y)))
-            self.traces.append(self.trace.init(layer, batch_size))
+            st.states.append(OnlineState(s0.s, s0.y, torch.zeros_like(s0.s), torch.zeros_like(s0.y)))
+            st.traces.append(self.trace.init(layer, batch_size))
+        st.readout = self.net.readout.initial_state(batch_size)
+        st.readout_eligibility = None
+        st.bias_eligibility = 0.0
 
     def _layer_acc_views(self) -> list[dict[str, Tensor]]:
-        return [{k: self.acc[f"layers.{l}.{k}"] for k in tr} for l, tr in enumerate(self.traces or [])]
+        if self._layer_acc and self._layer_acc[0]["W"] is not self.stream.acc["layers.0.W"]:
+            self._layer_acc = [{short: self.stream.acc[f"layers.{l}.{short}"] for short in views}
+                               for l, views in enumerate(self._layer_acc)]
+        return self._layer_acc
 
     @torch.no_grad()
     def _step(self, x: Tensor, target: Tensor, mask: Tensor, loss: Loss) -> Tensor:
-        assert self.states is not None and self.traces is not None
+        st = self.stream
         net, signal = self.net, self.signal
         ctx = StepContext(target=target, mask=mask)
         layer_acc = self._layer_acc_views()
         # Every signal carries the factor m_t: an unsupervised step only advances states and traces.
         supervised = bool(mask.any())
         inp = x
-        for l, layer in enumerate(net.layers):
-            st = self.states[l]
-            I = synaptic_current(layer.W, inp, layer.H, st.y)
-            s = layer.cell.dynamics(I, st.s, st.y, layer.b)
-            y = layer.cell.output(s, layer.b)
-            loc = layer.cell.local(I, st.s, st.y, s, layer.b)
-            self.trace.update(self.traces[l], layer, loc, st.os, st.ob, inp, st.y)
+        for l, (layer, mv) in enumerate(zip(net.layers, net.layer_matvecs(self.matvec))):
+            prev = st.states[l]
+            I, new = layer.step_with_current(inp, LayerState(prev.s, prev.y), mv)
+            loc = layer.cell.local(I, prev.s, prev.y, new.s, layer.b)
+            self.trace.update(st.traces[l], layer, loc, prev.os, prev.ob, inp, prev.y)
             if supervised and not signal.uses_output_error:  # no spatial locking: learn before the layers above run
-                self.trace.contract(self.traces[l], loc, signal.for_layer(net, l, ctx, None), layer_acc[l])
+                self.trace.contract(st.traces[l], loc, signal.for_layer(net, l, ctx, None), layer_acc[l])
             ctx.locals.append(loc)
-            self.states[l] = OnlineState(s, y, loc.os, loc.ob)
-            inp = y
-        o = net.readout(inp)
+            st.states[l] = OnlineState(new.s, new.y, loc.os, loc.ob)
+            inp = new.y
+        readout = net.readout
+        assert st.readout is not None
+        st.readout = readout.step(inp, st.readout, self.matvec)
+        o = st.readout.y
+        st.readout_eligibility = readout_eligibility(st.readout_eligibility, inp, readout.kappa)
+        st.bias_eligibility = readout.kappa * st.bias_eligibility + 1.0
         if not supervised:
             return o
         error = mask.unsqueeze(-1) * loss.output_error(o, target)
-        self.acc["readout.weight"] += error.T @ inp
-        self.acc["readout.bias"] += error.sum(0)
+        st.acc["readout.weight"] += error.T @ st.readout_eligibility
+        st.acc["readout.bias"] += error.sum(0) * st.bias_eligibility
         if signal.uses_output_error:  # spatially locked: wait for the output error, top layer first
             ctx.error = error
             above = None
             for l in reversed(range(len(net.layers))):
                 above = signal.for_layer(net, l, ctx, above)
-                self.trace.contract(self.traces[l], ctx.locals[l], above, layer_acc[l])
-        self.loss_sum = self.loss_sum + (mask * loss.value(o, target)).sum()  # a tensor: no device sync
+                self.trace.contract(st.traces[l], ctx.locals[l], above, layer_acc[l])
+        st.loss_sum = st.loss_sum + (mask * loss.value(o, target)).sum()  # a tensor: no device sync
         return o
-
-    def _stored_tensors(self) -> list[Tensor]:
-        out = super()._stored_tensors()
-        for st in self.states or []:
-            out.extend(st)
-        for tr in self.traces or []:
-            out.extend(tr.values())
-        return out

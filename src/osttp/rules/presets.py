@@ -1,33 +1,85 @@
-"""The presets of SPEC §4.4: name -> (trace kind, learning signal) or BPTT. `make_learner`."""
+"""The presets (docs/math.md §4.4): name -> learner factory, in the registry PRESETS. `make_learner`.
+
+An online preset is a (trace kind, learning signal) pair, its metadata `trace` and `signal`; the rest
+of a rule is shared. BPTT and truncated BPTT are autograd learners (metadata `online=False`).
+"""
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import torch
 
 from osttp.errors import OsttpError
 from osttp.network import Network
+from osttp.registry import Registry
 from osttp.rules.bptt import BPTTLearner
 from osttp.rules.learner import Learner
 from osttp.rules.online import OnlineLearner
 from osttp.rules.schedules import Schedule
 
-# name -> (trace kind, learning signal); the rest of a rule is shared.
-ONLINE_PRESETS: dict[str, tuple[str, str]] = {
-    "ostl": ("diagonal", "backprop-in-space"),
-    "ostl-exact": ("exact", "backprop-in-space"),
-    "osttp": ("diagonal", "target-projection"),
-    "osttp-exact": ("exact", "target-projection"),
-    "drtp": ("none", "target-projection"),
-    "dfa": ("none", "random-error"),
-    "eprop-rand": ("diagonal", "random-error"),
-    "eprop-sym": ("diagonal", "symmetric-error"),
-}
 TBPTT_DEFAULT_WINDOW = 10
+
+PRESETS: Registry[Learner] = Registry("learner")
+
+
+def _bptt(net: Network, optimizer: torch.optim.Optimizer | None, schedule: "str | int | Schedule",
+          loss: str, k: int | None, window: int | None, name: str) -> Learner:
+    return BPTTLearner(net, optimizer, schedule, loss, k)
+
+
+def _tbptt(net: Network, optimizer: torch.optim.Optimizer | None, schedule: "str | int | Schedule",
+           loss: str, k: int | None, window: int | None, name: str) -> Learner:
+    w = TBPTT_DEFAULT_WINDOW if window is None else window
+    if not isinstance(w, int) or isinstance(w, bool) or w < 1:
+        raise OsttpError(f"tbptt window must be an integer >= 1, got {w!r}")
+    return BPTTLearner(net, optimizer, Schedule(w), loss, name=f"tbptt-{w}")
+
+
+def register_online_preset(name: str, trace: str, signal: str, help: str = "") -> None:
+    """A new online rule: one line naming its trace kind and learning signal."""
+    def build(net: Network, optimizer: torch.optim.Optimizer | None, schedule: "str | int | Schedule",
+              loss: str, k: int | None, window: int | None, name: str) -> Learner:
+        return OnlineLearner(net, trace, signal, optimizer, schedule, loss, k, name=name)
+
+    PRESETS.register(name, build, help=help or f"{trace} traces x {signal}", online=True, trace=trace,
+                     signal=signal)
+
+
+PRESETS.register("bptt", _bptt, help="backpropagation through time (autograd)", online=False)
+PRESETS.register("tbptt", _tbptt, help="truncated BPTT, window k (default 10)", online=False)
+for _name, _trace, _signal in (("ostl", "diagonal", "backprop-in-space"),
+                               ("ostl-exact", "exact", "backprop-in-space"),
+                               ("osttp", "diagonal", "target-projection"),
+                               ("osttp-exact", "exact", "target-projection"),
+                               ("drtp", "none", "target-projection"),
+                               ("dfa", "none", "random-error"),
+                               ("eprop-rand", "diagonal", "random-error"),
+                               ("eprop-sym", "diagonal", "symmetric-error")):
+    register_online_preset(_name, _trace, _signal)
+
+
+class _OnlinePresets(Mapping[str, tuple[str, str]]):
+    """name -> (trace kind, signal) of every online preset registered now (a live view of PRESETS)."""
+
+    def _items(self) -> dict[str, tuple[str, str]]:
+        return {e.name: (e.meta["trace"], e.meta["signal"]) for e in PRESETS.entries() if e.meta.get("online")}
+
+    def __getitem__(self, name: str) -> tuple[str, str]:
+        return self._items()[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._items())
+
+    def __len__(self) -> int:
+        return len(self._items())
+
+
+ONLINE_PRESETS: Mapping[str, tuple[str, str]] = _OnlinePresets()
 
 
 def available_learners() -> list[str]:
-    return ["bptt", "tbptt", *ONLINE_PRESETS]
+    return PRESETS.names()
 
 
 def make_learner(name: str, net: Network, optimizer: torch.optim.Optimizer | None = None,
@@ -40,16 +92,7 @@ def make_learner(name: str, net: Network, optimizer: torch.optim.Optimizer | Non
     tbptt: BPTT truncated every `window` steps (default 10); its schedule is every-`window`."""
     if options:
         raise OsttpError(f"unknown learner option(s) {sorted(options)}; expected optimizer, schedule, loss, k, window")
-    if name == "bptt":
-        return BPTTLearner(net, optimizer, schedule, loss, k)
-    if name == "tbptt":
-        w = TBPTT_DEFAULT_WINDOW if window is None else window
-        if not isinstance(w, int) or isinstance(w, bool) or w < 1:
-            raise OsttpError(f"tbptt window must be an integer >= 1, got {w!r}")
-        return BPTTLearner(net, optimizer, Schedule(w), loss, name=f"tbptt-{w}")
-    if name in ONLINE_PRESETS:
-        trace, signal = ONLINE_PRESETS[name]
-        return OnlineLearner(net, trace, signal, optimizer, schedule, loss, k, name=name)
-    raise OsttpError(f"unknown learner {name!r}; expected one of {available_learners()}")
-
-
+    entry = PRESETS.get(name)
+    if window is not None and name != "tbptt":
+        window = None  # only tbptt reads a window (documented); the others ignore it
+    return entry.factory(net, optimizer, schedule, loss, k, window, name)

@@ -1,4 +1,4 @@
-"""Learning signals: the spatial part of the gradient, a vector L_t^l per hidden layer (SPEC §4.2).
+"""Learning signals: the spatial part of the gradient, a vector L_t^l per hidden layer (docs/math.md §4.2).
 
 A signal with `uses_output_error = False` (target projection) needs only the target of the
 current step: every layer can update as soon as its own forward step is done, before the layers
@@ -14,8 +14,8 @@ from typing import Protocol, Sequence
 from torch import Tensor
 
 from osttp.cells import Local
-from osttp.errors import OsttpError
 from osttp.network import Network
+from osttp.registry import Registry
 
 
 @dataclass
@@ -60,7 +60,7 @@ class RandomErrorProjection:
 class SymmetricErrorBroadcast:
     """Symmetric e-prop: L_t^{K-1} = m_t (y_hat_t - y*_t) V, with the true readout weights V.
 
-    Deeper layers (an amendment: SPEC §4.2 defines it for one hidden layer) receive the error through
+    Deeper layers (an amendment: docs/math.md §4.2 defines it for one hidden layer) receive the error through
     the product of the true downstream weights, without neuron derivatives: L^l = L^{l+1} W^{l+1}."""
 
     name = "symmetric-error"
@@ -89,18 +89,17 @@ class BackpropInSpace:
         return (above * (up.os * up.fI).sum(-1)) @ net.layers[l + 1].W
 
 
-SIGNALS = {
-    "target-projection": TargetProjection,
-    "random-error": RandomErrorProjection,
-    "symmetric-error": SymmetricErrorBroadcast,
-    "backprop-in-space": BackpropInSpace,
-}
+# meta: uses_output_error -- the signal waits for the readout (spatially locked).
+SIGNALS: Registry[LearningSignal] = Registry("learning signal")
+for _cls, _help in ((TargetProjection, "DRTP/OSTTP: fixed random projection of the target"),
+                    (RandomErrorProjection, "DFA / random e-prop: fixed random projection of the output error"),
+                    (SymmetricErrorBroadcast, "symmetric e-prop: the output error through the true weights"),
+                    (BackpropInSpace, "OSTL: backprop through the layers above at the same step")):
+    SIGNALS.register(_cls.name, _cls, help=_help, uses_output_error=_cls.uses_output_error)
 
 
 def make_signal(name: str) -> LearningSignal:
-    if name not in SIGNALS:
-        raise OsttpError(f"unknown learning signal {name!r}; expected one of {sorted(SIGNALS)}")
-    return SIGNALS[name]()
+    return SIGNALS.build(name)
 
 
 __all__ = ["SIGNALS", "BackpropInSpace", "LearningSignal", "RandomErrorProjection", "StepContext",

@@ -1,8 +1,8 @@
-"""Eligibility traces: the temporal part of the gradient, layer-local, forward in time (SPEC §4.1).
+"""Eligibility traces: the temporal part of the gradient, layer-local, forward in time (docs/math.md §4.1).
 
     eps_t^theta = F_t eps_{t-1}^theta + ds_t/dtheta|immediate       (eligibility vector)
     e_t^theta   = dy_t/ds_t eps_t^theta + dy_t/dtheta|direct        (eligibility trace)
-    grad_theta += sum_t sum_k L_t,k e_t,k^theta                       (`contract`, SPEC §4.3)
+    grad_theta += sum_t sum_k L_t,k e_t,k^theta                       (`contract`, docs/math.md §4.3)
 
 F_t is assembled from a cell's `Local` partials (osttp.cells.base) and the recurrent weights H:
 
@@ -11,9 +11,14 @@ F_t is assembled from a cell's `Local` partials (osttp.cells.base) and the recur
 The three kinds differ only in what they keep of F_t:
     exact     -- all of it (RTRL-like; eps^W is (B, n, k, n, n_in));
     diagonal  -- the per-unit blocks m = m' (eps^W is (B, n, k, n_in), the size of W per sample);
-    none      -- nothing: no temporal credit, eps = the immediate derivative only (DRTP, DFA).
-A trace state is a dict {"W": eps^W, "H": eps^H, "b": eps^b}; the hot path of each kind is its
-`update` and `contract`, so a faster kind (e.g. factorized) slots in without touching anything else.
+    none      -- nothing: no temporal credit, eps = the immediate derivative only (DRTP, DFA); it
+                 keeps no per-synapse tensor, only this step's presynaptic vectors, and its
+                 contraction is one matrix product per weight.
+A trace state is a dict of whatever tensors the kind needs (keyed by what they are); `contract`
+maps them to gradients itself, adding into the layer's accumulators {"W", "H", "b"}. The hot path
+of each kind is its `update` and `contract`, so a new kind (e.g. factorized) is one class plus its
+registration in TRACE_KINDS, whose `oracle` metadata names the modified autograd graph it must equal
+(tests/oracles.py knows the graphs "exact", "diagonal" and "none").
 """
 from __future__ import annotations
 
@@ -23,8 +28,8 @@ import torch
 from torch import Tensor
 
 from osttp.cells import Local
-from osttp.errors import OsttpError
 from osttp.network import RecurrentLayer
+from osttp.registry import Registry
 
 TraceState = dict[str, Tensor]
 
@@ -68,7 +73,7 @@ def _times_blocks(D: Tensor, eps: Tensor) -> Tensor:
 
 
 def contract_traces(tr: TraceState, loc: Local, L: Tensor, acc: dict[str, Tensor], equation: str) -> None:
-    """grad += sum_b sum_k L_k e_k with e = dy/ds eps + dy/dtheta|direct (SPEC §4.3).
+    """grad += sum_b sum_k L_k e_k with e = dy/ds eps + dy/dtheta|direct (docs/math.md §4.3).
 
     u_m,a = L_m dy_m/ds_m,a weighs each state component's eligibility; `equation` sums u against
     the kind's eps layout (diagonal: unit m = i only; exact: over every unit m)."""
@@ -79,11 +84,9 @@ def contract_traces(tr: TraceState, loc: Local, L: Tensor, acc: dict[str, Tensor
 
 
 class DiagonalTrace:
-    """Per-unit traces (k = i only). `temporal=False` gives the trace kind `none`."""
+    """Per-unit traces (k = i only): eps^W is (B, n, k, n_in), the size of W per sample."""
 
-    def __init__(self, temporal: bool = True) -> None:
-        self.temporal = temporal
-        self.name = "diagonal" if temporal else "none"
+    name = "diagonal"
 
     def init(self, layer: RecurrentLayer, batch: int) -> TraceState:
         k = layer.cell.n_states
@@ -95,22 +98,41 @@ class DiagonalTrace:
 
     def update(self, tr: TraceState, layer: RecurrentLayer, loc: Local, os_prev: Tensor, ob_prev: Tensor,
                x: Tensor, y_prev: Tensor) -> None:
-        if self.temporal:
-            D = diagonal_jacobian(layer, loc, os_prev)
-            for name in tr:
-                tr[name] = _times_blocks(D, tr[name])
-            # b also acts through y_{t-1} = out(s_{t-1}; b) on the unit's own state.
-            tr["b"].add_(loc.fb + self_coupling(layer, loc) * ob_prev.unsqueeze(-1))
-        else:
-            tr["b"].copy_(loc.fb)
-            for name in tr:
-                if name != "b":
-                    tr[name].zero_()
+        D = diagonal_jacobian(layer, loc, os_prev)
+        for name in tr:
+            tr[name] = _times_blocks(D, tr[name])
+        # b also acts through y_{t-1} = out(s_{t-1}; b) on the unit's own state.
+        tr["b"].add_(loc.fb + self_coupling(layer, loc) * ob_prev.unsqueeze(-1))
         for name, pre in _presynaptic(layer, x, y_prev).items():
             tr[name].addcmul_(loc.fI.unsqueeze(-1), pre[:, None, None, :])
 
     def contract(self, tr: TraceState, loc: Local, L: Tensor, acc: dict[str, Tensor]) -> None:
         contract_traces(tr, loc, L, acc, "bia,bia...->i...")
+
+
+class NoTrace:
+    """No temporal credit (DRTP, DFA): the eligibility is the immediate derivative fI_i pre_j.
+
+    Nothing per synapse is stored: the state holds references to this step's presynaptic vectors
+    and immediate factors, and the contraction is one matrix product per weight matrix."""
+
+    name = "none"
+
+    def init(self, layer: RecurrentLayer, batch: int) -> TraceState:
+        return {}
+
+    def update(self, tr: TraceState, layer: RecurrentLayer, loc: Local, os_prev: Tensor, ob_prev: Tensor,
+               x: Tensor, y_prev: Tensor) -> None:
+        tr.update(_presynaptic(layer, x, y_prev))
+        tr["fI"], tr["fb"] = loc.fI, loc.fb
+
+    def contract(self, tr: TraceState, loc: Local, L: Tensor, acc: dict[str, Tensor]) -> None:
+        u = L.unsqueeze(-1) * loc.os  # (B, n, k): L_i dy_i/ds_i,a
+        v = (u * tr["fI"]).sum(-1)  # (B, n): L_i dy_i/dI_i
+        for name in ("W", "H"):
+            if name in tr:
+                acc[name] += v.T @ tr[name]
+        acc["b"] += (u * tr["fb"]).sum((0, 2)) + (L * loc.ob).sum(0)
 
 
 class ExactTrace:
@@ -154,11 +176,14 @@ class ExactTrace:
         contract_traces(tr, loc, L, acc, "bma,bma...->...")
 
 
-TRACE_KINDS = {"diagonal": lambda: DiagonalTrace(True), "none": lambda: DiagonalTrace(False),
-               "exact": ExactTrace}
+# meta: oracle -- the modified autograd graph (tests/oracles.py) the kind's gradients must equal.
+TRACE_KINDS: Registry[TraceKind] = Registry("trace kind")
+TRACE_KINDS.register("diagonal", DiagonalTrace, help="per-unit traces: off-diagonal recurrent paths dropped",
+                     oracle="diagonal")
+TRACE_KINDS.register("none", NoTrace, help="no temporal credit: immediate derivative only", oracle="none")
+TRACE_KINDS.register("exact", ExactTrace, help="full RTRL traces, O(n^2 n_in) per sample: small layers only",
+                     oracle="exact")
 
 
 def make_trace(name: str) -> TraceKind:
-    if name not in TRACE_KINDS:
-        raise OsttpError(f"unknown trace kind {name!r}; expected one of {sorted(TRACE_KINDS)}")
-    return TRACE_KINDS[name]()
+    return TRACE_KINDS.build(name)

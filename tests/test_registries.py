@@ -1,0 +1,233 @@
+"""Generic suites over the registries (like torch's optim_db): a registered cell, trace kind, preset or
+readout is tested here the moment it exists, with no list to update.
+
+    cell        -> ostl-exact == BPTT, and osttp == its oracle (both readouts)
+    trace kind  -> with target projection and with the random error, == the oracle graph it declares
+    preset      -> == its oracle with the integrator readout, on a recurrent spiking network
+The last tests register a toy cell and a toy trace kind from inside the test and run the suites on them.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+import torch
+from torch import Tensor
+
+import osttp
+from osttp.cells import CELLS, Local
+from osttp.cells.base import pack_single_state
+from osttp.network import READOUTS
+from osttp.rules import PRESETS, TRACE_KINDS, register_online_preset
+from osttp.rules.traces import NoTrace, _presynaptic, diagonal_jacobian, self_coupling
+from conftest import assert_really_spikes, is_spiking, make_case
+from oracles import assert_grads_close, bptt_oracle, online_oracle
+
+
+def cell_cases() -> list[str]:
+    return CELLS.names()
+
+
+def trace_cases() -> list[str]:
+    return TRACE_KINDS.names()
+
+
+def online_preset_cases() -> list[str]:
+    return [e.name for e in PRESETS.entries() if e.meta.get("online")]
+
+
+def run_cell_suite(cell: str) -> None:
+    for readout in READOUTS.names():
+        case = make_case(cell, [4, 6, 3], True, seed=41, T=16, targets="multihot", readout=readout)
+        if is_spiking(cell):
+            assert_really_spikes(case)
+        if readout == "linear":  # with an integrator, BPTT also credits y_t through o_{t+1}, o_{t+2}, ...
+            want = bptt_oracle(case.net, case.xs, case.ys, case.mask)
+            got = osttp.make_learner("ostl-exact", case.net).sequence_gradients(case.xs, case.ys, case.mask)
+            assert_grads_close(got, want)
+        want = online_oracle(case.net, case.xs, case.ys, case.mask, "exact", "backprop-in-space")
+        got = osttp.make_learner("ostl-exact", case.net).sequence_gradients(case.xs, case.ys, case.mask)
+        assert_grads_close(got, want)
+        want = online_oracle(case.net, case.xs, case.ys, case.mask, "diagonal", "target-projection")
+        got = osttp.make_learner("osttp", case.net).sequence_gradients(case.xs, case.ys, case.mask)
+        assert_grads_close(got, want)
+
+
+def run_trace_suite(trace: str) -> None:
+    for signal in ("target-projection", "random-error"):
+        name = f"_suite-{trace}-{signal}"
+        register_online_preset(name, trace, signal)
+        try:
+            for recurrent in (False, True):
+                case = make_case("snu", [4, 5, 4, 3], recurrent, seed=42, T=14, readout="integrator")
+                want = online_oracle(case.net, case.xs, case.ys, case.mask, trace, signal)
+                got = osttp.make_learner(name, case.net).sequence_gradients(case.xs, case.ys, case.mask)
+                assert_grads_close(got, want)
+        finally:
+            PRESETS.unregister(name)
+
+
+def run_preset_suite(preset: str) -> None:
+    entry = PRESETS.get(preset)
+    case = make_case("lif", [4, 5, 4, 3], True, seed=43, T=14, readout="integrator", kappa=0.8)
+    assert_really_spikes(case)
+    want = online_oracle(case.net, case.xs, case.ys, case.mask, entry.meta["trace"], entry.meta["signal"])
+    got = osttp.make_learner(preset, case.net).sequence_gradients(case.xs, case.ys, case.mask)
+    assert_grads_close(got, want)
+
+
+@pytest.mark.parametrize("cell", cell_cases())
+def test_every_registered_cell(cell: str) -> None:
+    run_cell_suite(cell)
+
+
+@pytest.mark.parametrize("trace", trace_cases())
+def test_every_registered_trace_kind(trace: str) -> None:
+    run_trace_suite(trace)
+
+
+@pytest.mark.parametrize("preset", online_preset_cases())
+def test_every_online_preset_with_the_integrator_readout(preset: str) -> None:
+    run_preset_suite(preset)
+
+
+def test_bptt_presets_with_the_integrator_readout_equal_autograd() -> None:
+    case = make_case("snu", [4, 6, 3], True, seed=44, T=15, readout="integrator", kappa=0.7)
+    want = bptt_oracle(case.net, case.xs, case.ys, case.mask)
+    for name in ("bptt", "tbptt"):
+        got = osttp.make_learner(name, case.net, window=50).sequence_gradients(case.xs, case.ys, case.mask)
+        assert_grads_close(got, want, 1e-12)
+
+
+def test_the_integrator_readout_really_integrates() -> None:
+    """Negative control: kappa changes the readout's gradient, and the linear readout is kappa = 0."""
+    grads = {}
+    for readout, kappa in (("linear", None), ("integrator", 0.9)):
+        case = make_case("snu", [4, 6, 3], True, seed=45, T=12, readout=readout, kappa=kappa)
+        grads[readout] = osttp.make_learner("osttp", case.net).sequence_gradients(case.xs, case.ys, case.mask)
+        assert case.net.readout.kappa == (0.0 if kappa is None else kappa)
+    assert not torch.allclose(grads["linear"]["readout.weight"], grads["integrator"]["readout.weight"])
+    with pytest.raises(osttp.OsttpError, match="kappa"):
+        osttp.Network.from_sizes([2, 3, 2], readout="linear", kappa=0.5)
+    with pytest.raises(osttp.OsttpError, match="kappa"):
+        osttp.Network.from_sizes([2, 3, 2], readout="integrator", kappa=1.0)
+    with pytest.raises(osttp.OsttpError, match="unknown readout"):
+        osttp.Network.from_sizes([2, 3, 2], readout="softmax")
+
+
+@pytest.mark.parametrize("recurrent", [False, True])
+def test_snu_soft_reset_equals_its_oracles_and_differs_from_the_multiplicative_reset(recurrent: bool) -> None:
+    out = {}
+    for reset in ("soft", "multiplicative"):
+        case = make_case("snu", [4, 6, 3], recurrent, seed=46, T=18, cell_options={"reset": reset})
+        assert_really_spikes(case)
+        want = bptt_oracle(case.net, case.xs, case.ys, case.mask)  # one hidden layer: ostl-exact is BPTT
+        got = osttp.make_learner("ostl-exact", case.net).sequence_gradients(case.xs, case.ys, case.mask)
+        assert_grads_close(got, want)
+        case = make_case("snu", [4, 6, 5, 3], recurrent, seed=46, T=18, cell_options={"reset": reset})
+        assert_really_spikes(case)
+        want = online_oracle(case.net, case.xs, case.ys, case.mask, "diagonal", "target-projection")
+        out[reset] = osttp.make_learner("osttp", case.net).sequence_gradients(case.xs, case.ys, case.mask)
+        assert_grads_close(out[reset], want)
+    assert not torch.allclose(out["soft"]["layers.0.W"], out["multiplicative"]["layers.0.W"])
+    with pytest.raises(osttp.OsttpError, match="reset"):
+        osttp.make_cell("snu", reset="hard")
+
+
+# --------------------------------------------------------------------------------------- toys
+
+
+@dataclass(frozen=True)
+class ToyCell:
+    """s_t = lam s_{t-1} + I_t + b, y_t = tanh(s_t): a cell that exists only in this test."""
+
+    lam: float = 0.6
+    name: str = "toy"
+    n_states: int = 1
+    bias_init: float = 0.0
+
+    def dynamics(self, I: Tensor, s_prev: Tensor, y_prev: Tensor, b: Tensor) -> Tensor:
+        return (self.lam * s_prev[..., 0] + I + b).unsqueeze(-1)
+
+    def output(self, s: Tensor, b: Tensor) -> Tensor:
+        return torch.tanh(s[..., 0])
+
+    def local(self, I: Tensor, s_prev: Tensor, y_prev: Tensor, s: Tensor, b: Tensor) -> Local:
+        t = torch.tanh(s[..., 0])
+        return pack_single_state(fI=1.0, Fs=self.lam, Fy=0.0, fb=1.0, os=1.0 - t * t, ob=0.0)
+
+
+def test_a_toy_cell_registered_here_is_picked_up_by_the_generic_suites() -> None:
+    CELLS.register("toy", ToyCell, help="test-only", spiking=False)
+    try:
+        assert "toy" in cell_cases() and "toy" in osttp.available_cells()
+        run_cell_suite("toy")
+        net = osttp.Network.from_sizes([3, 4, 2], cell="toy", recurrent=True)
+        assert net.layers[0].cell == ToyCell()
+    finally:
+        CELLS.unregister("toy")
+    assert "toy" not in osttp.available_cells()
+
+
+class PackedDiagonalTrace:
+    """The diagonal kind with its state packed differently: one tensor for [W | H] side by side along
+    the presynaptic axis, plus the bias trace -- state that is not shaped like any parameter."""
+
+    name = "packed-diagonal"
+
+    def init(self, layer, batch: int) -> dict[str, Tensor]:
+        n_pre = layer.n_in + (layer.n if layer.H is not None else 0)
+        kw = {"dtype": layer.W.dtype, "device": layer.W.device}
+        return {"packed": torch.zeros(batch, layer.n, layer.cell.n_states, n_pre, **kw),
+                "bias": torch.zeros(batch, layer.n, layer.cell.n_states, **kw)}
+
+    def update(self, tr, layer, loc: Local, os_prev: Tensor, ob_prev: Tensor, x: Tensor, y_prev: Tensor) -> None:
+        D = diagonal_jacobian(layer, loc, os_prev)[..., 0, 0]  # one-state cells only (a toy)
+        pre = torch.cat(list(_presynaptic(layer, x, y_prev).values()), dim=-1)
+        tr["packed"] = D[..., None, None] * tr["packed"] + loc.fI.unsqueeze(-1) * pre[:, None, None, :]
+        tr["bias"] = D[..., None] * tr["bias"] + loc.fb + self_coupling(layer, loc) * ob_prev.unsqueeze(-1)
+
+    def contract(self, tr, loc: Local, L: Tensor, acc: dict[str, Tensor]) -> None:
+        u = L.unsqueeze(-1) * loc.os
+        g = torch.einsum("bia,biap->ip", u, tr["packed"])
+        n_in = acc["W"].shape[1]
+        acc["W"] += g[:, :n_in]
+        if "H" in acc:
+            acc["H"] += g[:, n_in:]
+        acc["b"] += (u * tr["bias"]).sum((0, 2)) + (L * loc.ob).sum(0)
+
+
+def test_a_toy_trace_kind_with_its_own_state_layout_is_picked_up_by_the_generic_suites() -> None:
+    TRACE_KINDS.register("packed-diagonal", PackedDiagonalTrace, help="test-only", oracle="diagonal")
+    try:
+        assert "packed-diagonal" in trace_cases()
+        run_trace_suite("packed-diagonal")
+    finally:
+        TRACE_KINDS.unregister("packed-diagonal")
+
+
+def test_the_oracles_refuse_a_trace_kind_without_a_known_graph() -> None:
+    TRACE_KINDS.register("mystery", NoTrace, help="test-only")  # no `oracle` metadata
+    try:
+        case = make_case("snu", [3, 4, 2], False, seed=47, T=5)
+        with pytest.raises(ValueError, match="oracle graph"):
+            online_oracle(case.net, case.xs, case.ys, case.mask, "mystery", "target-projection")
+    finally:
+        TRACE_KINDS.unregister("mystery")
+    with pytest.raises(osttp.OsttpError, match="unknown trace kind"):
+        online_oracle(case.net, case.xs, case.ys, case.mask, "nope", "target-projection")
+
+
+def test_none_keeps_no_per_synapse_state() -> None:
+    """Growing the input width by d adds B*d numbers (the input vector) to drtp's state, but B*n*d
+    (a per-synapse trace) to osttp's."""
+    def state_without_accumulators(rule: str, n_in: int) -> int:
+        case = make_case("snu", [n_in, 32, 3], True, seed=48, T=4)
+        learner = osttp.make_learner(rule, case.net)
+        learner.reset(3)
+        learner.step(case.xs[0], case.ys[0])
+        return learner.state_nbytes() - sum(a.numel() * a.element_size() for a in learner.acc.values())
+
+    d, B, n, item = 48, 3, 32, 8
+    assert state_without_accumulators("drtp", 16 + d) - state_without_accumulators("drtp", 16) == B * d * item
+    assert state_without_accumulators("osttp", 16 + d) - state_without_accumulators("osttp", 16) >= B * n * d * item
