@@ -115,3 +115,27 @@ def test_jsb_chance_is_constant_frequency_predictor() -> None:
         metric.update(z.expand(b.ys.shape), b)
     assert metric.compute()["nll"] == pytest.approx(task.chance, rel=1e-9)
     assert 0 < task.chance < 88 * math.log(2)
+
+
+def test_class_decision_last_mean_max_by_hand() -> None:
+    from osttp.tasks.base import ClassificationMetric
+    from osttp.tasks import Batch
+
+    # T=3, B=2, C=2; sequence 0 supervised at steps 1-2, sequence 1 at step 2 only.
+    logits = torch.tensor([[[9.0, 0.0], [0.0, 9.0]],
+                           [[0.0, 5.0], [0.0, 0.0]],
+                           [[1.0, 0.0], [0.0, 1.0]]], dtype=torch.float64)
+    mask = torch.tensor([[0.0, 0.0], [1.0, 0.0], [1.0, 1.0]])
+    ys = torch.tensor([[1, 1], [1, 1], [1, 1]])
+    batch = Batch(torch.zeros(3, 2, 1), ys, mask)
+    acc = {}
+    for decision in ("last", "mean", "max"):
+        m = ClassificationMetric(2, decision)
+        m.update(logits, batch)
+        acc[decision] = m.compute()["accuracy"]
+    # last: seq0 step 2 -> class 0 (wrong), seq1 step 2 -> class 1 (right)
+    # mean: seq0 (0.5, 2.5) -> 1 (right); seq1 -> 1 (right). The unsupervised step 0 never counts.
+    # max: seq0 softmax max class 1 (0.993 at step 1) -> right; seq1 -> 1 -> right
+    assert acc == {"last": 0.5, "mean": 1.0, "max": 1.0}
+    with pytest.raises(OsttpError, match="decision"):
+        ClassificationMetric(2, "vote")

@@ -162,14 +162,38 @@ def _check_outputs(outputs: torch.Tensor, batch: Batch, n_out: int) -> None:
         raise OsttpError(f"metric: outputs have shape {tuple(outputs.shape)}; expected (T, B, C) = ({T}, {B}, {n_out})")
 
 
+DECISIONS = ("last", "mean", "max")
+
+
+def decide_class(logits: torch.Tensor, m: torch.Tensor, decision: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """The predicted class of each sequence from its outputs (T, B, C) and supervision mask m (T, B):
+    "last": argmax at the last supervised step; "mean": argmax of the logits averaged over the
+    supervised steps; "max": argmax over classes of the largest softmax over the supervised steps.
+    Returns (predictions (B,), has_supervised_step (B,) bool)."""
+    T, B = m.shape
+    has = m.any(dim=0)
+    if decision == "last":
+        t_idx = torch.where(m, torch.arange(T).unsqueeze(1), -1).max(dim=0).values.clamp(min=0)
+        return logits[t_idx, torch.arange(B)].argmax(dim=-1), has
+    w = m.to(logits.dtype).unsqueeze(-1)
+    if decision == "mean":
+        return ((logits * w).sum(0) / w.sum(0).clamp(min=1.0)).argmax(dim=-1), has
+    probs = torch.softmax(logits, -1).masked_fill(~m.unsqueeze(-1), -1.0)
+    return probs.amax(dim=0).argmax(dim=-1), has
+
+
 class ClassificationMetric(Metric):
-    """accuracy: argmax of the outputs at the last supervised step of each sequence vs its label;
-    loss: cross-entropy averaged over every supervised step of every sequence seen."""
+    """accuracy: the class decided from each sequence's outputs (`decide_class`: at the last supervised
+    step by default, or their mean or max over the supervised steps) vs its label at its last
+    supervised step; loss: cross-entropy averaged over every supervised step of every sequence seen."""
 
     metric_name = "accuracy"
 
-    def __init__(self, n_classes: int) -> None:
+    def __init__(self, n_classes: int, decision: str = "last") -> None:
+        if decision not in DECISIONS:
+            raise OsttpError(f"unknown class decision {decision!r}; expected one of {', '.join(DECISIONS)}")
         self.n_classes = int(n_classes)
+        self.decision = decision
         self.reset()
 
     def reset(self) -> None:
@@ -191,14 +215,12 @@ class ClassificationMetric(Metric):
             self._loss_sum += float(F.cross_entropy(sel, ys[m], reduction="sum"))
         self._steps += int(m.sum())
         T, B = m.shape
-        # Last supervised step per sequence: the largest t with mask 1, or -1 if none.
+        # Label of each sequence: the one at its last supervised step (the largest t with mask 1).
         t_idx = torch.where(m, torch.arange(T, device=m.device).unsqueeze(1), -1).max(dim=0).values
-        has = t_idx >= 0
+        pred, has = decide_class(logits, m, self.decision)
         if bool(has.any()):
-            cols = torch.arange(B, device=m.device)[has]
-            rows = t_idx[has]
-            pred = logits[rows, cols].argmax(dim=-1)
-            self._correct += int((pred == ys[rows, cols]).sum())
+            labels = ys[t_idx.clamp(min=0), torch.arange(B)]
+            self._correct += int((pred[has] == labels[has]).sum())
             self._seqs += int(has.sum())
 
     def compute(self) -> dict[str, float]:
@@ -306,9 +328,10 @@ class Task:
         """Build the batch of sequences idx (int64, (B,)); batch_no and seed feed per-batch randomness."""
         raise NotImplementedError
 
-    def new_metric(self) -> Metric:
+    def new_metric(self, decision: str = "last") -> Metric:
+        """The task's metric; `decision` (classification only) says how a sequence's class is read."""
         if self.target_kind == "class":
-            return ClassificationMetric(self.n_out)
+            return ClassificationMetric(self.n_out, decision)
         return MultilabelMetric(self.n_out)
 
     def num_batches(self, batch_size: int) -> int:
