@@ -1,4 +1,4 @@
-"""Cells: the forward follows SPEC §3 literally, and each hand-derived local derivative equals
+"""Cells: the forward follows docs/math.md §3 literally, and each hand-derived local derivative equals
 autograd through the cell's own element-wise step (so traces and BPTT use one surrogate)."""
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Negative controls (SPEC §4.5): no weight transport, no silently-zero signal, fixed feedback."""
+"""Negative controls (docs/math.md §4.5): no weight transport, no silently-zero signal, fixed feedback."""
 from __future__ import annotations
 
 import copy

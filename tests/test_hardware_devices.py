@@ -1,4 +1,4 @@
-"""Device models: validation, names, and the PCM statistics of SPEC §6 (issue 6 acceptance 2 and 3)."""
+"""Device models: validation, names, and the PCM statistics of docs/math.md §6 (issue 6 acceptance 2 and 3)."""
 from __future__ import annotations
 
 import math

@@ -1,4 +1,4 @@
-"""The rule family (SPEC §4.4): DRTP, DFA, e-prop, truncated BPTT, on every cell, against oracles."""
+"""The rule family (docs/math.md §4.4): DRTP, DFA, e-prop, truncated BPTT, on every cell, against oracles."""
 from __future__ import annotations
 
 import copy

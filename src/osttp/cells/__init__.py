@@ -1,4 +1,4 @@
-"""Cells: one step and its local derivatives (SPEC §3). `make_cell(name, **options)`."""
+"""Cells: one step and its local derivatives (docs/math.md §3). `make_cell(name, **options)`."""
 from __future__ import annotations
 
 from typing import Any

@@ -1,4 +1,4 @@
-"""ALIF: LIF with an adaptive threshold, two states per unit (SPEC §3.4).
+"""ALIF: LIF with an adaptive threshold, two states per unit (docs/math.md §3.4).
 
     a_t = rho * a_{t-1} + z_{t-1}                         threshold adaptation
     v_t = alpha * v_{t-1} + I_t + b - theta * z_{t-1}     subtractive reset by the base threshold

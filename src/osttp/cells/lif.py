@@ -1,9 +1,9 @@
-"""LIF neuron with subtractive reset (SPEC §3.3).
+"""LIF neuron with subtractive reset (docs/math.md §3.3).
 
     v_t = alpha * v_{t-1} + I_t + b - theta * z_{t-1}      I_t = W x_t + H z_{t-1}
     z_t = Theta(v_t - theta)                                surrogate: fast sigmoid (slope 10)
 
-b is a trainable input bias current, initialised to 0 -- an amendment to SPEC §3.3, which has no
+b is a trainable input bias current, initialised to 0 -- an amendment to docs/math.md §3.3, which has no
 bias; it gives every cell the same parameter set (W, H, b). The reset path through z_{t-1} uses
 the surrogate like every other path.
 """

@@ -1,4 +1,4 @@
-"""Leaky tanh RNN (SPEC §3.4), a non-spiking cell on the same interface.
+"""Leaky tanh RNN (docs/math.md §3.4), a non-spiking cell on the same interface.
 
     s_t = lam * s_{t-1} + (1 - lam) * tanh(I_t + b),    y_t = s_t
 """

@@ -1,4 +1,4 @@
-"""Spike nonlinearities with surrogate derivatives (SPEC §3).
+"""Spike nonlinearities with surrogate derivatives (docs/math.md §3).
 
 The forward pass is a Heaviside step; the backward pass uses a smooth surrogate. The *same*
 `derivative` function is used by autograd (BPTT, oracles) and by the hand-derived local
@@ -18,8 +18,8 @@ from osttp.errors import OsttpError
 class Surrogate:
     """A Heaviside forward with a named surrogate derivative.
 
-    kind: "tanh" -> h'(v) = 1 - tanh(v)^2 (the SNU convention of SPEC §3.1);
-          "fast-sigmoid" -> h'(v) = 1 / (1 + slope*|v|)^2 (LIF default, SPEC §3.3).
+    kind: "tanh" -> h'(v) = 1 - tanh(v)^2 (the SNU convention of docs/math.md §3.1);
+          "fast-sigmoid" -> h'(v) = 1 / (1 + slope*|v|)^2 (LIF default, docs/math.md §3.3).
     slope: steepness of the fast sigmoid (unused by "tanh").
     """
 

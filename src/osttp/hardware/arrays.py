@@ -1,4 +1,4 @@
-"""Synapse arrays: the state of one weight tensor held in simulated devices (SPEC §6).
+"""Synapse arrays: the state of one weight tensor held in simulated devices (docs/math.md §6).
 
 `IdealArray` (exact weights), `QuantizedArray` (level indices) and `PCMArray` (conductances of
 differential pairs) share one interface, `SynapseArray`:

@@ -1,4 +1,4 @@
-"""Device models (SPEC §6): frozen, validated configuration dataclasses, and the device equations.
+"""Device models (docs/math.md §6): frozen, validated configuration dataclasses, and the device equations.
 
 Three models, by name (see `get_device`):
 
@@ -79,7 +79,7 @@ class QuantizedDevice:
 class PCMDevice:
     """Phase-change memory synapse: N differential pairs per weight, W = α Σ_pairs (G⁺ - G⁻).
 
-    Defaults are SPEC §6 (Nandakumar et al. 2018). Units: conductances µS, times s, α weight/µS.
+    Defaults are docs/math.md §6 (Nandakumar et al. 2018). Units: conductances µS, times s, α weight/µS.
 
     Parameters
     ----------
@@ -197,7 +197,7 @@ class PCMDevice:
             return math.inf if self.mu_intercept > 0 else -math.inf
         return -self.mu_intercept / self.mu_slope
 
-    # --- SPEC §6 equations, one method each ----------------------------------------------------------
+    # --- docs/math.md §6 equations, one method each ----------------------------------------------------------
     def mean_increment(self, g: Tensor) -> Tensor:
         """μ(G) = max(0, mu_slope·G + mu_intercept) (µS): mean conductance change of one SET pulse."""
         return torch.clamp(self.mu_slope * g + self.mu_intercept, min=0.0)
@@ -232,7 +232,7 @@ class PCMDevice:
         Saturation choice: where μ(G) = 0 (G >= G_sat ≈ 10.48 µS) σ is set to 0 too, so a fully SET
         device stays where it is. Keeping σ(G_sat) ≈ 1.2 µS there would make SET pulses a zero-mean
         random walk of large steps at the top of the range (clipping at G_max then even biases it
-        downwards), which no PCM device shows. Below G_sat the SPEC distribution is used unchanged.
+        downwards), which no PCM device shows. Below G_sat the distribution of docs/math.md §6 is used unchanged.
         """
         mu = self.mean_increment(g)
         if not self.write_noise:

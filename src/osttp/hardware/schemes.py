@@ -1,4 +1,4 @@
-"""Update schemes (SPEC §6): turn a requested weight change ΔW into SET pulse counts.
+"""Update schemes (docs/math.md §6): turn a requested weight change ΔW into SET pulse counts.
 
 Every scheme maps ΔW (a float tensor, e.g. -lr·grad) and the array's pulse weight p = α·ε (the nominal
 weight change of one pulse) to ``(n_pos, n_neg)``, non-negative integer tensors of ΔW's shape:

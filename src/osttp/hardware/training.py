@@ -15,7 +15,7 @@ What lives where:
   current weights into them and overwrites ``param.data`` with what the devices hold.
 - Everything else (biases ``layers.{l}.b``, ``readout.bias``) stays digital and is trained by
   `digital_optimizer` (default: ``torch.optim.SGD`` with the same lr). Traces, learning signals and the
-  mixed-precision accumulators are digital too (SPEC §6).
+  mixed-precision accumulators are digital too (docs/math.md §6).
 - Reads. Every learner runs the network's own step (`Network.step` / `cell_step_with_current`) with a
   `matvec` hook; the wrapper (`HardwareLearner`) sets it, so each matrix product of the forward pass
   multiplies by a read of the crossbar, through the input/output converters when ``io_bits`` is set

@@ -1,4 +1,4 @@
-"""Per-step losses E_t and their output errors dE_t/do_t (SPEC §2).
+"""Per-step losses E_t and their output errors dE_t/do_t (docs/math.md §2).
 
 Classes: E_t = CE(softmax(o_t), y*_t); multi-label: E_t = sum_c BCEWithLogits(o_t,c, y*_t,c).
 Both summed over the batch; the mask m_t weights each sample's step.

@@ -1,4 +1,4 @@
-"""Update schedules (SPEC §4.3): when accumulated gradients are written and applied.
+"""Update schedules (docs/math.md §4.3): when accumulated gradients are written and applied.
 
 per-step: every step (truly online); every-k: every k steps; sequence-end: only on `apply()`.
 For BPTT the schedule also truncates the graph, so bptt + every-k is truncated BPTT (tbptt-k)."""

@@ -1,4 +1,4 @@
-"""JSB Chorales next-step prediction (SPEC §5): 88-key piano roll in, the roll one step later out.
+"""JSB Chorales next-step prediction (docs/math.md §5): 88-key piano roll in, the roll one step later out.
 
 A chorale of L steps gives T = L - 1 predicted steps: xs[t] = roll[t], ys[t] = roll[t + 1] for
 t = 0..L-2. A batch is padded to its longest chorale; padded steps have mask 0 and zero inputs.
@@ -49,7 +49,7 @@ def constant_predictor_nll(roll: np.ndarray, offsets: np.ndarray) -> float:
 
 class JSBChorales(Task):
     """One split of JSB Chorales. Default batches are in file order (shuffle=False); batch size 1
-    gives the SPEC's one-chorale-at-a-time regime."""
+    gives the one-chorale-at-a-time regime of docs/math.md §5."""
 
     target_kind = "multilabel"
     loss = "bce"
