@@ -71,7 +71,7 @@ def bptt_oracle(net: Network, xs: Tensor, ys: Tensor, mask: Tensor | None = None
 
 
 ORACLE_GRAPHS = ("exact", "diagonal", "none")
-SIGNAL_NAMES = ("target-projection", "random-error", "symmetric-error", "backprop-in-space")
+SIGNAL_NAMES = ("target-projection", "random-error", "symmetric-error", "backprop-in-space", "none")
 
 
 def oracle_graph(trace: str) -> str:
@@ -149,7 +149,9 @@ def online_oracle(net: Network, xs: Tensor, ys: Tensor, mask: Tensor | None, tra
         error = (m.unsqueeze(-1) * (prediction(o, kind) - target)).detach()
         above = None
         for l in reversed(range(len(net.layers))):
-            if signal == "target-projection":
+            if signal == "none":
+                L = torch.zeros_like(ys_t[l])
+            elif signal == "target-projection":
                 L = (m.unsqueeze(-1) * target) @ net.feedback[l]
             elif signal == "random-error":
                 L = error @ net.feedback[l]

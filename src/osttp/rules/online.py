@@ -102,13 +102,14 @@ class OnlineLearner(Learner):
         layer_acc = self._layer_acc_views()
         # Every signal carries the factor m_t: an unsupervised step only advances states and traces.
         supervised = bool(mask.any())
+        learn_hidden = supervised and getattr(signal, "trains_hidden", True)  # optional on custom signals
         inp = x
         for l, (layer, mv) in enumerate(zip(net.layers, net.layer_matvecs(self.matvec))):
             prev = st.states[l]
             I, new = layer.step_with_current(inp, LayerState(prev.s, prev.y), mv)
             loc = layer.cell.local(I, prev.s, prev.y, new.s, layer.b)
             self.trace.update(st.traces[l], layer, loc, prev.os, prev.ob, inp, prev.y)
-            if supervised and not signal.uses_output_error:  # no spatial locking: learn before the layers above run
+            if learn_hidden and not signal.uses_output_error:  # no spatial locking: learn before the layers above run
                 self.trace.contract(st.traces[l], loc, signal.for_layer(net, l, ctx, None), layer_acc[l])
             ctx.locals.append(loc)
             st.states[l] = OnlineState(new.s, new.y, loc.os, loc.ob)
@@ -124,7 +125,7 @@ class OnlineLearner(Learner):
         error = mask.unsqueeze(-1) * loss.output_error(o, target)
         st.acc["readout.weight"] += error.T @ st.readout_eligibility
         st.acc["readout.bias"] += error.sum(0) * st.bias_eligibility
-        if signal.uses_output_error:  # spatially locked: wait for the output error, top layer first
+        if learn_hidden and signal.uses_output_error:  # spatially locked: wait for the output error, top layer first
             ctx.error = error
             above = None
             for l in reversed(range(len(net.layers))):

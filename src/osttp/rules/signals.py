@@ -32,6 +32,7 @@ class StepContext:
 class LearningSignal(Protocol):
     name: str
     uses_output_error: bool
+    trains_hidden: bool  # False: the hidden layers get no signal at all (a control), so skip them
 
     def for_layer(self, net: Network, l: int, ctx: StepContext, above: Tensor | None) -> Tensor: ...
 
@@ -41,6 +42,7 @@ class TargetProjection:
 
     name = "target-projection"
     uses_output_error = False
+    trains_hidden = True
 
     def for_layer(self, net: Network, l: int, ctx: StepContext, above: Tensor | None) -> Tensor:
         return (ctx.mask.unsqueeze(-1) * ctx.target) @ net.feedback[l]
@@ -51,6 +53,7 @@ class RandomErrorProjection:
 
     name = "random-error"
     uses_output_error = True
+    trains_hidden = True
 
     def for_layer(self, net: Network, l: int, ctx: StepContext, above: Tensor | None) -> Tensor:
         assert ctx.error is not None
@@ -65,6 +68,7 @@ class SymmetricErrorBroadcast:
 
     name = "symmetric-error"
     uses_output_error = True
+    trains_hidden = True
 
     def for_layer(self, net: Network, l: int, ctx: StepContext, above: Tensor | None) -> Tensor:
         assert ctx.error is not None
@@ -80,6 +84,7 @@ class BackpropInSpace:
 
     name = "backprop-in-space"
     uses_output_error = True
+    trains_hidden = True
 
     def for_layer(self, net: Network, l: int, ctx: StepContext, above: Tensor | None) -> Tensor:
         assert ctx.error is not None
@@ -89,12 +94,25 @@ class BackpropInSpace:
         return (above * (up.os * up.fI).sum(-1)) @ net.layers[l + 1].W
 
 
+class NoSignal:
+    """L^l = 0: the hidden layers keep their initial weights; only the readout learns. The control
+    that any rule training the hidden layers must beat (a fixed random reservoir + trained readout)."""
+
+    name = "none"
+    uses_output_error = False
+    trains_hidden = False
+
+    def for_layer(self, net: Network, l: int, ctx: StepContext, above: Tensor | None) -> Tensor:
+        return ctx.mask.new_zeros(ctx.mask.shape[0], net.hidden_sizes[l])
+
+
 # meta: uses_output_error -- the signal waits for the readout (spatially locked).
 SIGNALS: Registry[LearningSignal] = Registry("learning signal")
 for _cls, _help in ((TargetProjection, "DRTP/OSTTP: fixed random projection of the target"),
                     (RandomErrorProjection, "DFA / random e-prop: fixed random projection of the output error"),
                     (SymmetricErrorBroadcast, "symmetric e-prop: the output error through the true weights"),
-                    (BackpropInSpace, "OSTL: backprop through the layers above at the same step")):
+                    (BackpropInSpace, "OSTL: backprop through the layers above at the same step"),
+                    (NoSignal, "no signal: hidden layers frozen, readout only (a control)")):
     SIGNALS.register(_cls.name, _cls, help=_help, uses_output_error=_cls.uses_output_error)
 
 
@@ -102,5 +120,5 @@ def make_signal(name: str) -> LearningSignal:
     return SIGNALS.build(name)
 
 
-__all__ = ["SIGNALS", "BackpropInSpace", "LearningSignal", "RandomErrorProjection", "StepContext",
+__all__ = ["SIGNALS", "BackpropInSpace", "LearningSignal", "NoSignal", "RandomErrorProjection", "StepContext",
            "SymmetricErrorBroadcast", "TargetProjection", "make_signal"]
