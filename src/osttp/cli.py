@@ -308,6 +308,7 @@ TASK_INFO: dict[str, str] = {
     "smnist-pixels": "sequential MNIST: 784 steps x 1 pixel, 10 classes, accuracy (MNIST files)",
     "psmnist": "permuted sequential MNIST: 784 steps x 1 pixel, 10 classes, accuracy (MNIST files)",
     "jsb": "JSB Chorales next-step prediction: 88 keys in and out, nll per step (JSB file)",
+    "shd": "Spiking Heidelberg Digits: 700 channels binned to T=100 steps, 20 classes, accuracy (SHD files)",
 }
 CELL_INFO: dict[str, str] = {
     "snu": "spiking neural unit, Heaviside output with 1-tanh^2 surrogate (default)",
