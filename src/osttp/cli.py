@@ -6,6 +6,7 @@
     osttp list                                              tasks, rules, cells
     osttp demo                                              OSTTP vs BPTT on smnist-rows (configs/demo.toml)
     osttp data    check|path                                dataset files
+    osttp sweep   SPEC [--workers N] [--out DIR]            hyper-parameter search (Optuna) on the valid split
 
 Exit codes: 0 success, 2 bad input (one line on stderr), 3 training diverged (NaN/Inf), 130 interrupted.
 """
@@ -308,6 +309,7 @@ TASK_INFO: dict[str, str] = {
     "smnist-pixels": "sequential MNIST: 784 steps x 1 pixel, 10 classes, accuracy (MNIST files)",
     "psmnist": "permuted sequential MNIST: 784 steps x 1 pixel, 10 classes, accuracy (MNIST files)",
     "jsb": "JSB Chorales next-step prediction: 88 keys in and out, nll per step (JSB file)",
+    "shd": "Spiking Heidelberg Digits: 700 channels binned to T=100 steps, 20 classes, accuracy (SHD files)",
 }
 CELL_INFO: dict[str, str] = {
     "snu": "spiking neural unit, Heaviside output with 1-tanh^2 surrogate (default)",
@@ -363,6 +365,12 @@ def _cmd_data(args: argparse.Namespace, argv: Sequence[str]) -> int:
     return data.cli_check()
 
 
+def _cmd_sweep(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    from osttp import sweep
+
+    return sweep.run(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="osttp", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
@@ -383,6 +391,9 @@ def build_parser() -> argparse.ArgumentParser:
                                                "(configs/demo.toml, output in runs/demo)"), "demo")
     d = add("data", _cmd_data, "where datasets are looked for, and whether their checksums hold")
     d.add_argument("data_cmd", choices=["check", "path"])
+    from osttp.sweep import add_arguments as add_sweep_arguments
+
+    add_sweep_arguments(add("sweep", _cmd_sweep, "search config keys with Optuna; trials selected on the valid split"))
     return p
 
 

@@ -31,6 +31,7 @@ _NAMES: tuple[str, ...] = (
     "smnist-pixels",
     "psmnist",
     "jsb",
+    "shd",
     "delayed-xor",
     "store-recall",
     "cue-accumulation",
@@ -71,6 +72,10 @@ def load(name: str, split: str, *, root: str | os.PathLike[str] | None = None, *
         from osttp.tasks.jsb import JSBChorales
 
         return JSBChorales(split, params, root)
+    if name == "shd":
+        from osttp.tasks.shd import SpikingHeidelbergDigits
+
+        return SpikingHeidelbergDigits(split, params, root)
     from osttp.tasks.synthetic import load_synthetic
 
     return load_synthetic(name, split, params)

@@ -1,0 +1,137 @@
+"""Spiking Heidelberg Digits (`shd`): 700 cochlea channels binned into T steps, 20 spoken digits.
+
+Each recording's spikes are binned over [0, max_time): step k covers [k dt, (k+1) dt) with
+dt = max_time / T; spikes at or after max_time are dropped. The input at (step, channel) is the
+number of spikes in the bin ("count", default) or 1 if there is any ("binary").
+
+Splits: test = shd_test.h5. train and valid share shd_train.h5: a random valid_fraction of its
+samples (default 10 %), drawn with `seed`, is valid and the rest train; both keep file order.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+import torch
+
+from osttp.tasks.base import (
+    Batch,
+    ClassTask,
+    check_float,
+    check_int,
+    derive_seed,
+    majority_fraction,
+    parse_label,
+    take_params,
+)
+from osttp.errors import OsttpError
+from osttp.tasks.shd_file import N_CHANNELS, N_CLASSES, SHDFile, load_shd
+
+ENCODINGS = ("count", "binary")
+# max_time 1.4 s: SHD recordings last up to about 1.4 s, so (almost) no spike is cut off, and the
+# commonly used binning of the dataset covers the same window. T = 100 gives 14 ms bins.
+DEFAULTS: dict[str, Any] = {"label": None, "T": 100, "max_time": 1.4, "encoding": "count",
+                            "valid_fraction": 0.1, "seed": 0, "limit": None}
+
+
+def bin_spikes(times: np.ndarray, units: np.ndarray, T: int, max_time: float) -> np.ndarray:
+    """Flat cell index step * 700 + unit of every spike, -1 for a spike at or after max_time.
+
+    step = floor(t * T / max_time): multiply before dividing so that a spike exactly on a bin edge
+    k * max_time / T lands in bin k rather than k - 1 through rounding of dt."""
+    steps = np.floor(times * (T / max_time)).astype(np.int64)
+    # t < max_time can still round to step T in floating point; such a spike belongs to the last bin
+    keep = times < max_time
+    steps = np.minimum(steps, T - 1)
+    return np.where(keep, steps * N_CHANNELS + units, -1)
+
+
+def split_indices(n: int, split: str, valid_fraction: float, seed: int) -> np.ndarray:
+    """Sample indices of train or valid within the n samples of the training file, sorted.
+
+    valid = the first round(valid_fraction * n) (at least 1) entries of a permutation drawn from
+    seed; train = the rest. The draw depends only on (n, seed), not on T or the encoding."""
+    n_valid = min(max(1, round(valid_fraction * n)), n - 1)
+    perm = np.random.default_rng(derive_seed(seed, "shd-valid")).permutation(n)
+    chosen = perm[:n_valid] if split == "valid" else perm[n_valid:]
+    return np.sort(chosen)
+
+
+class SpikingHeidelbergDigits(ClassTask):
+    """One split of SHD. ys holds the digit at every step; the mask is 1 from step label_from on
+    (default T // 2), so the last step, which the accuracy reads out, is always supervised."""
+
+    def __init__(self, split: str, params: dict[str, Any], root: str | os.PathLike[str] | None = None) -> None:
+        name = "shd"
+        p = take_params(name, params, DEFAULTS)
+        T = check_int(name, "T", p["T"], lo=1)
+        max_time = check_float(name, "max_time", p["max_time"], lo=1e-6)
+        self.label_from, label = parse_label(name, p["label"], T)
+        encoding = p["encoding"]
+        if encoding not in ENCODINGS:
+            raise OsttpError(f"task {name!r}: encoding={encoding!r}; expected one of {', '.join(ENCODINGS)}")
+        valid_fraction = check_float(name, "valid_fraction", p["valid_fraction"], lo=0.0, hi=0.5)
+        if valid_fraction == 0.0:
+            raise OsttpError(f"task {name!r}: parameter valid_fraction=0.0 must be > 0 (valid selects configurations)")
+        seed = check_int(name, "seed", p["seed"], lo=0)
+        limit = None if p["limit"] is None else check_int(name, "limit", p["limit"], lo=1)
+
+        self.name, self.split = name, split
+        self.params = {"label": label, "T": T, "max_time": max_time, "encoding": encoding,
+                       "valid_fraction": valid_fraction, "seed": seed, "limit": limit}
+        self.T, self.max_time, self.encoding = T, max_time, encoding
+        self.n_in, self.n_out = N_CHANNELS, N_CLASSES
+
+        shd = load_shd("test" if split == "test" else "train", root)
+        if split == "test":
+            idx = np.arange(len(shd))
+        else:
+            if len(shd) < 2:
+                raise OsttpError(f"task {name!r}: the training file has {len(shd)} sample; at least 2 are needed "
+                                 "to carve out a validation split")
+            idx = split_indices(len(shd), split, valid_fraction, seed)
+        if limit is not None:
+            idx = idx[:limit]
+        self.sample_ids = torch.from_numpy(idx.astype(np.int64))  # positions in the file
+        self.keys = shd.keys
+        self.speakers = None if shd.speakers is None else torch.from_numpy(shd.speakers[idx])
+        self._events, self._offsets = _select_events(shd, idx, T, max_time)
+        self._labels = torch.from_numpy(shd.labels[idx].copy())
+        self._mask = (torch.arange(T) >= self.label_from).to(torch.float32)
+        self.chance = majority_fraction(self._labels.numpy(), N_CLASSES)
+
+    def __len__(self) -> int:
+        return int(self._labels.numel())
+
+    @property
+    def labels(self) -> torch.Tensor:
+        return self._labels
+
+    def _make_batch(self, idx: torch.Tensor, batch_no: int, seed: int, dtype: torch.dtype) -> Batch:
+        ids = idx.tolist()
+        B, cells = len(ids), self.T * N_CHANNELS
+        # Scatter every spike of the batch into one flat (B, T, 700) histogram: sample j's cells
+        # are offset by j * T * 700, so a single bincount counts them all.
+        parts = [self._events[self._offsets[i]:self._offsets[i + 1]] + j * cells for j, i in enumerate(ids)]
+        flat = torch.from_numpy(np.concatenate(parts)) if parts else torch.zeros(0, dtype=torch.int64)
+        counts = torch.bincount(flat, minlength=B * cells).view(B, self.T, N_CHANNELS)
+        if self.encoding == "binary":
+            counts = counts.clamp_(max=1)
+        xs = counts.transpose(0, 1).to(dtype).contiguous()
+        ys = self._labels[idx].unsqueeze(0).expand(self.T, B).contiguous()
+        mask = self._mask.to(dtype).unsqueeze(1).expand(self.T, B).contiguous()
+        return Batch(xs, ys, mask)
+
+
+def _select_events(shd: SHDFile, idx: np.ndarray, T: int, max_time: float) -> tuple[np.ndarray, np.ndarray]:
+    """The binned spikes of samples idx (flat cells, spikes past max_time removed) and their offsets."""
+    cells: list[np.ndarray] = []
+    for i in idx.tolist():
+        a, b = int(shd.offsets[i]), int(shd.offsets[i + 1])
+        c = bin_spikes(shd.times[a:b], shd.units[a:b], T, max_time)
+        cells.append(c[c >= 0])
+    lengths = np.array([c.size for c in cells], dtype=np.int64)
+    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    events = np.concatenate(cells) if cells else np.zeros(0, dtype=np.int64)
+    return events.astype(np.int64), offsets
