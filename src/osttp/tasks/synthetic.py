@@ -17,7 +17,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from osttp.errors import OsttpError
+from osttp import checks
 from osttp.tasks.base import SPLIT_CODE, TensorClassTask, check_float, check_int, take_params
 
 COMMON: dict[str, Any] = {"seed": 0, "n_train": 4096, "n_valid": 512, "n_test": 512, "noise": 0.05}
@@ -150,7 +150,7 @@ def _check_cue(p: dict[str, Any]) -> dict[str, Any]:
     n = "cue-accumulation"
     p["n_cues"] = check_int(n, "n_cues", p["n_cues"], lo=1)
     if p["n_cues"] % 2 == 0:
-        raise OsttpError(f"task {n!r}: parameter n_cues={p['n_cues']} must be odd (an even count can tie)")
+        raise checks.fail(f"task {n!r} parameter n_cues", p["n_cues"], "an odd integer (an even count can tie)")
     p["cue_len"] = check_int(n, "cue_len", p["cue_len"], lo=1)
     for k in ("gap", "delay", "lead"):
         p[k] = check_int(n, k, p[k], lo=0)
