@@ -139,7 +139,7 @@ class HardwareBackend(Backend):
     def __init__(self, cfg: Mapping[str, Any], net: Network) -> None:
         super().__init__(cfg, net)
         h = cfg["hardware"]
-        device: Any = hardware.get_device(h["synapse"], **_device_options(h))
+        device: hardware.DeviceConfig = hardware.get_device(h["synapse"], **_device_options(h))
         self.hw = hardware.HardwareTraining(net, device=device, scheme=h["update"], lr=cfg["train"]["lr"],
                                             seed=derive_seed(cfg["train"]["seed"], "hardware"),
                                             auto_w_max=h["w_range"] or None)
