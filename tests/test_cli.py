@@ -1,6 +1,6 @@
 """The command line: train/compare/report/list/demo, the files they write, resume, exit codes.
 
-Most cases call osttp.cli.main in-process (one torch import for all); the kill-and-resume case and
+Most cases call osttp.experiment.cli.main in-process (one torch import for all); the kill-and-resume case and
 `python -m osttp` run real subprocesses. Every run is a tiny synthetic task, so no data files."""
 from __future__ import annotations
 
@@ -18,8 +18,9 @@ import torch
 
 import osttp
 import osttp.tasks
-from osttp import config as C
-from osttp.cli import main
+from osttp.experiment import config as C
+from osttp.experiment import tomlio
+from osttp.experiment.cli import main
 
 # delayed-xor with few sequences: a run takes well under a second in-process
 TINY = ["--task", "delayed-xor", "--task-param", "n_train=96", "--task-param", "n_valid=32",
@@ -92,7 +93,7 @@ def test_train_writes_every_file(tmp_path, capsys) -> None:
     saved = tomllib.loads((out / "config.toml").read_text())
     assert saved["task"]["params"]["n_train"] == 96 and saved["task"]["params"]["delay"] == 5
     assert saved["train"]["rule"] == "osttp" and saved["model"]["hidden"] == [8]
-    assert C.resolve((saved, "saved")) == C.resolve((C.read_toml(out / "config.toml"), "again"))
+    assert C.resolve((saved, "saved")) == C.resolve((tomlio.read_toml(out / "config.toml"), "again"))
 
     ckpt = _load(out / "checkpoints" / "last.pt")
     assert ckpt["progress"]["epoch"] == 2 and ckpt["progress"]["global_batches"] == 12
@@ -409,9 +410,9 @@ def test_shipped_configs_are_valid() -> None:
     names = sorted(p.name for p in root.glob("*.toml"))
     assert {"demo.toml", "smnist_rows.toml", "jsb_ostl_reference.toml"} <= set(names)
     for p in root.glob("*.toml"):
-        cfg = C.resolve((C.read_toml(p), str(p)))
+        cfg = C.resolve((tomlio.read_toml(p), str(p)))
         assert cfg["task"]["name"] in osttp.tasks.available(), p
-    jsb = C.resolve((C.read_toml(root / "jsb_ostl_reference.toml"), "jsb"))
+    jsb = C.resolve((tomlio.read_toml(root / "jsb_ostl_reference.toml"), "jsb"))
     assert jsb["model"] == {**jsb["model"], "cell": "ssnu", "hidden": [150], "recurrent": True,
                             "cell_options": {"g": "identity", "d": 0.4}}
     assert (jsb["train"]["optimizer"], jsb["train"]["lr"], jsb["train"]["batch_size"], jsb["train"]["epochs"],
@@ -422,7 +423,7 @@ def test_toml_writer_round_trips() -> None:
     cfg = {"task": {"name": 'a "quoted" name', "params": {"label": "from:14", "limit": None, "noise": 1e-05}},
            "model": {"hidden": [3, 4], "recurrent": True, "cell_options": {"surrogate": {"kind": "tanh"}}},
            "train": {"lr": 0.1, "big": 1e300, "neg": -2}}
-    text = C.dumps_toml(cfg, "header line\nsecond")
+    text = tomlio.dumps_toml(cfg, "header line\nsecond")
     back = tomllib.loads(text)
     assert back["task"] == {"name": 'a "quoted" name', "params": {"label": "from:14", "noise": 1e-05}}
     assert back["model"] == cfg["model"] and back["train"] == cfg["train"]
@@ -430,7 +431,7 @@ def test_toml_writer_round_trips() -> None:
 
 
 def test_auto_device_is_cpu_without_cuda() -> None:
-    from osttp.runner import select_device
+    from osttp.experiment.build import select_device
 
     expected = "cuda" if torch.cuda.is_available() else "cpu"
     assert select_device("auto").type == expected

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from osttp.cli import main
+from osttp.experiment.cli import main
 
 TINY = ["--task", "delayed-xor", "--task-param", "n_train=64", "--task-param", "n_valid=16",
         "--task-param", "n_test=16", "--hidden", "8", "--batch-size", "16", "--quiet", "--rule", "osttp",

@@ -152,7 +152,7 @@ def test_cli_check_and_path(capsys: pytest.CaptureFixture[str], tmp_path: Path,
     assert data.cli_check() == 0
     out = capsys.readouterr().out
     assert all(f"ok       {f}" in out for f in data.FILES)
-    from osttp.cli import main
+    from osttp.experiment.cli import main
 
     assert main(["data", "check"]) == 0 and main(["data", "path"]) == 0
     capsys.readouterr()

@@ -101,13 +101,13 @@ def test_cue_accumulation_needs_memory() -> None:
 
 
 def test_bad_params() -> None:
-    with pytest.raises(OsttpError, match="delay=-1"):
+    with pytest.raises(OsttpError, match="delay = -1"):
         tasks.load("delayed-xor", "train", delay=-1)
-    with pytest.raises(OsttpError, match="n_cues=4"):
+    with pytest.raises(OsttpError, match="n_cues = 4"):
         tasks.load("cue-accumulation", "train", n_cues=4)
     with pytest.raises(OsttpError, match="unknown parameter"):
         tasks.load("store-recall", "train", dealy=3)
-    with pytest.raises(OsttpError, match="bits=9"):
+    with pytest.raises(OsttpError, match="bits = 9"):
         tasks.load("store-recall", "train", bits=9)
     with pytest.raises(OsttpError, match="noise"):
         tasks.load("delayed-xor", "train", noise="loud")

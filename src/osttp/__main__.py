@@ -1,5 +1,5 @@
 import sys
 
-from osttp.cli import main
+from osttp.experiment.cli import main
 
 sys.exit(main())

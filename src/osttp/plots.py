@@ -1,11 +1,18 @@
-"""Learning-curve figures (matplotlib, Agg backend: no display needed)."""
+"""Figures from plain records (matplotlib, Agg backend: no display needed): learning curves and drift curves.
+
+Both take plain data, not run directories: the application (osttp.experiment) and the library's users
+(osttp.hardware.plot_drift is `plot_drift` here) call the same functions.
+"""
 from __future__ import annotations
 
 import math
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-History = Sequence[Mapping[str, Any]]  # metrics.jsonl records: {"epoch", "train": {...}, "valid": {...}}
+from osttp.errors import OsttpError
+
+History = Sequence[Mapping[str, Any]]  # per-epoch records: {"epoch", "train": {metrics}, "valid": {metrics}}
+DriftRows = Sequence[Mapping[str, Any]]  # osttp.hardware.evaluate_drift rows: {"t_s", "compensation", **metrics}
 
 
 def _pyplot() -> Any:
@@ -75,3 +82,43 @@ def learning_curves(groups: Mapping[str, Sequence[History]], metric_name: str, p
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
+
+
+def drift_metric(rows: DriftRows, preferred: str | None = None) -> str:
+    """The metric a drift curve shows: `preferred` when the rows have it, else "accuracy", else the
+    first numeric metric of the rows."""
+    first = rows[0]
+    for name in (preferred, "accuracy"):
+        if name is not None and name in first:
+            return name
+    return next(k for k, v in first.items() if k not in ("t_s", "compensation") and isinstance(v, float))
+
+
+def plot_drift(rows: DriftRows, path: str | Path, metric: str | None = None,
+               reference: Mapping[str, float] | None = None, title: str | None = None) -> str:
+    """Plot `osttp.hardware.evaluate_drift` rows (metric against log time, one line per compensation
+    setting) to `path` (PNG). metric None: see `drift_metric`. reference: label -> value drawn as
+    horizontal lines (e.g. {"float": 0.93}). Returns path."""
+    if not rows:
+        raise OsttpError("plot_drift: no rows")
+    metric = drift_metric(rows, metric)
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    for comp, style in ((False, "o-"), (True, "s--")):
+        sel = [r for r in rows if r["compensation"] is comp]
+        if sel:
+            ax.plot([r["t_s"] for r in sel], [r[metric] for r in sel], style,
+                    label="global drift compensation" if comp else "no compensation")
+    for i, (label, value) in enumerate((reference or {}).items()):
+        ax.axhline(value, color=f"C{i + 2}", linestyle=":", label=label)
+    ax.set_xscale("log")
+    ax.set_xlabel("time after programming (s)")
+    ax.set_ylabel(metric)
+    if title:
+        ax.set_title(title, fontsize=10)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return str(path)

@@ -21,7 +21,7 @@ Public interface:
   weights=("W", "H", "readout.weight"), scheme_options=None, drift_compensation=False, auto_w_max=None)`
   with ``optimizer`` (pass to make_learner), ``wrap(learner)``, ``pulse_counts()``, ``read(t)``,
   ``load_read(t)``, ``set_time(t)``, ``state_dict()`` / ``load_state_dict()``, ``describe()``.
-- Inference on the crossbars: `evaluate(net, hardware, task, t=0.0, drift_compensation=False, ...)`,
+- Inference on the crossbars: `evaluate(net, hardware, task, t=0.0, drift_compensation=False, ..., max_batches=None)`,
   `evaluate_drift(net, hardware, task, times=DEFAULT_DRIFT_TIMES, drift_compensation=(False, True), ...)`,
   `plot_drift(rows, path)`; `HardwareForward(net, hardware, t=0.0, ...)`, a module xs -> outputs.
 """
@@ -36,7 +36,8 @@ from osttp.hardware.synapses import HardwareSynapses
 from osttp.hardware.training import (DEFAULT_WEIGHTS, READ_NOISE_MODES, HardwareLearner, HardwareOptimizer,
                                      HardwareTraining, select_weights)
 from osttp.hardware.evaluation import (DEFAULT_DRIFT_TIMES, HardwareForward, evaluate, evaluate_drift,
-                                       forward_hardware, plot_drift)
+                                       forward_hardware)
+from osttp.plots import plot_drift  # the library's one drift figure, offered here beside evaluate_drift
 
 __all__ = [
     "DEVICES", "DeviceConfig", "IdealDevice", "QuantizedDevice", "PCMDevice", "get_device",

@@ -3,7 +3,7 @@
     evaluate(net, hw, task, t=3600.0)                     # metric one hour after now
     model = HardwareForward(net, hw, t=3600.0)            # xs -> outputs, for any evaluation loop
     rows = evaluate_drift(net, hw, task)                  # 1 s .. 1 day, without/with compensation
-    plot_drift(rows, "docs/hardware_drift.png")
+    plot_drift(rows, "docs/hardware_drift.png")          # osttp.plots.plot_drift, re-exported here
 
 The forward pass here is the network's own (`Network.forward`), with its `matvec` hook routing each
 matrix product through a crossbar that sees the device:
@@ -36,11 +36,13 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from osttp.errors import OsttpError
+from osttp.evaluation import evaluate_model
 from osttp.hardware import _checks
 from osttp.hardware.arrays import PCMArray, global_drift_compensation_factor
 from osttp.hardware.devices import QuantizedDevice
 from osttp.hardware.training import HardwareTraining
 from osttp.network import Network
+from osttp.tasks import Task
 
 # 1 s .. 1 day (86 400 s), 9 points evenly spaced in log time.
 DEFAULT_DRIFT_TIMES: tuple[float, ...] = tuple(86400.0 ** (i / 8) for i in range(9))
@@ -127,7 +129,7 @@ class HardwareForward(torch.nn.Module):
                  drift_compensation: bool = False, read_noise: bool = True, seed: int = 0,
                  io_bits: int | None = None, io_out_bound: float = 12.0) -> None:
         super().__init__()
-        _check_common(net, hardware, 1, seed, io_bits, io_out_bound)
+        _check_common(net, hardware, seed, io_bits, io_out_bound)
         t = _checks.number("HardwareForward", "t", t, ge=0.0)
         _checks.boolean("HardwareForward", "drift_compensation", drift_compensation)
         _checks.boolean("HardwareForward", "read_noise", read_noise)
@@ -142,8 +144,8 @@ class HardwareForward(torch.nn.Module):
         return forward_hardware(self.net, xs, self.crossbars)
 
 
-def _check_common(net: Network, hardware: HardwareTraining | None, batch_size: int, seed: int,
-                  io_bits: int | None, io_out_bound: float) -> None:
+def _check_common(net: Network, hardware: HardwareTraining | None, seed: int, io_bits: int | None,
+                  io_out_bound: float) -> None:
     if not isinstance(net, Network):
         raise _checks.fail("evaluate", "net", type(net).__name__, "an osttp.Network")
     if hardware is not None:
@@ -151,34 +153,31 @@ def _check_common(net: Network, hardware: HardwareTraining | None, batch_size: i
             raise _checks.fail("evaluate", "hardware", type(hardware).__name__, "a HardwareTraining or None")
         if hardware.net is not net:
             raise OsttpError("evaluate: hardware holds the weights of another network")
-    _checks.integer("evaluate", "batch_size", batch_size, ge=1)
     _checks.integer("evaluate", "seed", seed)
     if io_bits is not None:
         _checks.integer("evaluate", "io_bits", io_bits, ge=2, le=24)
     _checks.number("evaluate", "io_out_bound", io_out_bound, gt=0.0)
 
 
-@torch.no_grad()
-def evaluate(net: Network, hardware: HardwareTraining | None, task: Any, *, t: float = 0.0,
+def evaluate(net: Network, hardware: HardwareTraining | None, task: Task, *, t: float = 0.0,
              drift_compensation: bool = False, read_noise: bool = True, batch_size: int = 256, seed: int = 0,
-             io_bits: int | None = None, io_out_bound: float = 12.0) -> dict[str, float]:
-    """The task's metrics (``task.new_metric().compute()``) with the weights read t seconds after now.
+             io_bits: int | None = None, io_out_bound: float = 12.0,
+             max_batches: int | None = None) -> dict[str, float]:
+    """The task's metrics (``task.new_metric().compute()``) with the weights read t seconds after now,
+    over the first max_batches batches of the split (None: all).
 
     hardware None: the network's own weights (digital); read_noise False: noise-free (drifted) reads.
     `seed` seeds the read noise, so a call is reproducible and leaves the training streams alone."""
-    _checks.integer("evaluate", "batch_size", batch_size, ge=1)
-    _checks.number("evaluate", "t", t, ge=0.0)
     model = HardwareForward(net, hardware, t, drift_compensation, read_noise, seed, io_bits, io_out_bound)
-    metric = task.new_metric()
-    for batch in task.batches(batch_size, dtype=net.dtype):
-        metric.update(model(batch.xs.to(net.device)), batch)
-    return metric.compute()
+    return evaluate_model(model, task, batch_size=batch_size, max_batches=max_batches, device=net.device,
+                          dtype=net.dtype)
 
 
-def evaluate_drift(net: Network, hardware: HardwareTraining, task: Any,
+def evaluate_drift(net: Network, hardware: HardwareTraining, task: Task,
                    times: Sequence[float] = DEFAULT_DRIFT_TIMES,
                    drift_compensation: Sequence[bool] = (False, True), *, batch_size: int = 256, seed: int = 0,
-                   io_bits: int | None = None, io_out_bound: float = 12.0) -> list[dict[str, Any]]:
+                   io_bits: int | None = None, io_out_bound: float = 12.0,
+                   max_batches: int | None = None) -> list[dict[str, Any]]:
     """The test metric at each time t_s (s after now, i.e. after the last programming) with and without
     global drift compensation, reading noisy, drifted weights. Rows ``{"t_s", "compensation",
     **metrics}``, times in order, for each time one row per compensation setting. Every point uses the
@@ -196,42 +195,6 @@ def evaluate_drift(net: Network, hardware: HardwareTraining, task: Any,
     for t in ts:
         for comp in comps:
             m = evaluate(net, hardware, task, t=t, drift_compensation=comp, batch_size=batch_size, seed=seed,
-                         io_bits=io_bits, io_out_bound=io_out_bound)
+                         io_bits=io_bits, io_out_bound=io_out_bound, max_batches=max_batches)
             rows.append({"t_s": t, "compensation": comp, **m})
     return rows
-
-
-def plot_drift(rows: Sequence[Mapping[str, Any]], path: str, metric: str | None = None,
-               reference: Mapping[str, float] | None = None, title: str | None = None) -> str:
-    """Plot `evaluate_drift` rows (metric against log time, one line per compensation setting) to `path`
-    (PNG, matplotlib Agg). metric None: "accuracy" if present, else the first numeric key. reference:
-    label -> value drawn as horizontal lines (e.g. {"float": 0.93}). Returns path."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    if not rows:
-        raise OsttpError("plot_drift: no rows")
-    if metric is None:
-        metric = "accuracy" if "accuracy" in rows[0] else next(
-            k for k, v in rows[0].items() if k not in ("t_s", "compensation") and isinstance(v, float))
-    fig, ax = plt.subplots(figsize=(5.5, 3.6))
-    for comp, style in ((False, "o-"), (True, "s--")):
-        sel = [r for r in rows if r["compensation"] is comp]
-        if sel:
-            ax.plot([r["t_s"] for r in sel], [r[metric] for r in sel], style,
-                    label="global drift compensation" if comp else "no compensation")
-    for i, (label, value) in enumerate((reference or {}).items()):
-        ax.axhline(value, color=f"C{i + 2}", linestyle=":", label=label)
-    ax.set_xscale("log")
-    ax.set_xlabel("time after programming (s)")
-    ax.set_ylabel(metric)
-    if title:
-        ax.set_title(title, fontsize=10)
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path

@@ -5,7 +5,6 @@ multi-hot targets, mask (T, B) float with 1 where a step is supervised.
 """
 from __future__ import annotations
 
-import math
 import zlib
 from typing import Any, Iterator, Mapping, NamedTuple
 
@@ -13,6 +12,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from osttp import checks
 from osttp.errors import OsttpError
 
 SPLITS: tuple[str, ...] = ("train", "valid", "test")
@@ -66,28 +66,13 @@ def take_params(task: str, given: Mapping[str, Any], defaults: Mapping[str, Any]
 
 
 def check_int(task: str, name: str, value: Any, lo: int | None = None, hi: int | None = None) -> int:
-    # bool is an int subclass; True as a delay is almost certainly a mistake
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise OsttpError(f"task {task!r}: parameter {name}={value!r} must be an integer")
-    v = int(value)
-    if lo is not None and v < lo:
-        raise OsttpError(f"task {task!r}: parameter {name}={v} must be >= {lo}")
-    if hi is not None and v > hi:
-        raise OsttpError(f"task {task!r}: parameter {name}={v} must be <= {hi}")
-    return v
+    """A task parameter that must be an integer in [lo, hi] (osttp.checks wording)."""
+    return checks.integer(f"task {task!r} parameter {name}", value, ge=lo, le=hi)
 
 
 def check_float(task: str, name: str, value: Any, lo: float | None = None, hi: float | None = None) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise OsttpError(f"task {task!r}: parameter {name}={value!r} must be a number")
-    v = float(value)
-    if not math.isfinite(v):
-        raise OsttpError(f"task {task!r}: parameter {name}={v} must be finite")
-    if lo is not None and v < lo:
-        raise OsttpError(f"task {task!r}: parameter {name}={v} must be >= {lo}")
-    if hi is not None and v > hi:
-        raise OsttpError(f"task {task!r}: parameter {name}={v} must be <= {hi}")
-    return v
+    """A task parameter that must be a finite number in [lo, hi] (osttp.checks wording)."""
+    return checks.number(f"task {task!r} parameter {name}", value, ge=lo, le=hi)
 
 
 def check_split(split: Any) -> str:

@@ -17,7 +17,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from osttp.errors import OsttpError
+from osttp import checks
 from osttp.tasks.base import SPLIT_CODE, TensorClassTask, check_float, check_int, take_params
 
 COMMON: dict[str, Any] = {"seed": 0, "n_train": 4096, "n_valid": 512, "n_test": 512, "noise": 0.05}
@@ -119,42 +119,39 @@ def cue_accumulation(rng: np.random.Generator, n: int, p: dict[str, Any]) -> Gen
     return _add_noise(rng, xs, p["noise"]), labels, mask, 2
 
 
-def _check_common(name: str, p: dict[str, Any]) -> dict[str, Any]:
+# Every parameter's bounds, declared once: name -> (kind, lo, hi); checked by osttp.checks.
+Bounds = dict[str, tuple[str, float | None, float | None]]
+_STEPS: Bounds = {"delay": ("int", 0, None), "lead": ("int", 0, None), "answer_steps": ("int", 1, None)}
+COMMON_BOUNDS: Bounds = {"seed": ("int", 0, None), "n_train": ("int", 1, None), "n_valid": ("int", 1, None),
+                         "n_test": ("int", 1, None), "noise": ("float", 0.0, None)}
+XOR_BOUNDS: Bounds = {**_STEPS, "cue_delay": ("int", 0, None)}
+STORE_BOUNDS: Bounds = {"bits": ("int", 1, 8), **_STEPS, "distractor_p": ("float", 0.0, 1.0)}
+CUE_BOUNDS: Bounds = {"n_cues": ("int", 1, None), "cue_len": ("int", 1, None), "gap": ("int", 0, None), **_STEPS}
+
+
+def _check_bounds(name: str, p: dict[str, Any], bounds: Bounds) -> dict[str, Any]:
     out = dict(p)
-    out["seed"] = check_int(name, "seed", p["seed"], lo=0)
-    for s in ("n_train", "n_valid", "n_test"):
-        out[s] = check_int(name, s, p[s], lo=1)
-    out["noise"] = check_float(name, "noise", p["noise"], lo=0.0)
+    for k, (kind, lo, hi) in bounds.items():
+        if kind == "int":
+            out[k] = check_int(name, k, p[k], lo=None if lo is None else int(lo), hi=None if hi is None else int(hi))
+        else:
+            out[k] = check_float(name, k, p[k], lo=lo, hi=hi)
     return out
 
 
 def _check_xor(p: dict[str, Any]) -> dict[str, Any]:
-    n = "delayed-xor"
-    for k in ("delay", "lead", "cue_delay"):
-        p[k] = check_int(n, k, p[k], lo=0)
-    p["answer_steps"] = check_int(n, "answer_steps", p["answer_steps"], lo=1)
-    return p
+    return _check_bounds("delayed-xor", p, XOR_BOUNDS)
 
 
 def _check_store(p: dict[str, Any]) -> dict[str, Any]:
-    n = "store-recall"
-    p["bits"] = check_int(n, "bits", p["bits"], lo=1, hi=8)
-    for k in ("delay", "lead"):
-        p[k] = check_int(n, k, p[k], lo=0)
-    p["answer_steps"] = check_int(n, "answer_steps", p["answer_steps"], lo=1)
-    p["distractor_p"] = check_float(n, "distractor_p", p["distractor_p"], lo=0.0, hi=1.0)
-    return p
+    return _check_bounds("store-recall", p, STORE_BOUNDS)
 
 
 def _check_cue(p: dict[str, Any]) -> dict[str, Any]:
     n = "cue-accumulation"
-    p["n_cues"] = check_int(n, "n_cues", p["n_cues"], lo=1)
+    p = _check_bounds(n, p, CUE_BOUNDS)
     if p["n_cues"] % 2 == 0:
-        raise OsttpError(f"task {n!r}: parameter n_cues={p['n_cues']} must be odd (an even count can tie)")
-    p["cue_len"] = check_int(n, "cue_len", p["cue_len"], lo=1)
-    for k in ("gap", "delay", "lead"):
-        p[k] = check_int(n, k, p[k], lo=0)
-    p["answer_steps"] = check_int(n, "answer_steps", p["answer_steps"], lo=1)
+        raise checks.fail(f"task {n!r} parameter n_cues", p["n_cues"], "an odd integer (an even count can tie)")
     return p
 
 
@@ -168,7 +165,7 @@ SYNTHETIC: dict[str, tuple[dict[str, Any], Callable[[dict[str, Any]], dict[str, 
 
 def load_synthetic(name: str, split: str, params: dict[str, Any]) -> TensorClassTask:
     defaults, check, generate = SYNTHETIC[name]
-    p = check(_check_common(name, take_params(name, params, defaults)))
+    p = check(_check_bounds(name, take_params(name, params, defaults), COMMON_BOUNDS))
     rng = split_rng(name, p["seed"], split)
     xs, labels, mask, k = generate(rng, p[f"n_{split}"], p)
     resolved = {key: p[key] for key in defaults}  # defaults' order: stable config files

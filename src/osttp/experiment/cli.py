@@ -19,6 +19,13 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from osttp.errors import OsttpError
+from osttp.experiment import config as C
+from osttp.experiment import rundir
+from osttp.experiment.build import prepare
+from osttp.experiment.compare import run_compare
+from osttp.experiment.loop import Diverged, train_run
+from osttp.experiment.report import summary_table, write_summary
+from osttp.experiment.tomlio import parse_scalar, read_toml
 
 EXIT_BAD_INPUT = 2
 EXIT_DIVERGED = 3
@@ -59,82 +66,35 @@ def _str_list(text: str) -> list[str]:
 
 
 def _assignment(text: str) -> tuple[str, Any]:
-    from osttp.config import parse_scalar
-
     key, sep, value = text.partition("=")
     if not sep or not key.strip():
         raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
     return key.strip(), parse_scalar(value.strip())
 
 
-# Config options are registered with dest "section.key"; _FLAGS remembers each flag's name for messages.
-_FLAGS: dict[str, str] = {}
-
-
-def _opt(p: argparse.ArgumentParser, flag: str, dest: str, **kw: Any) -> None:
-    _FLAGS[dest] = flag
-    p.add_argument(flag, dest=dest, default=None, **kw)
+def _argparse_options(key: C.Key) -> dict[str, Any]:
+    """How argparse reads a config key's flag, from its declared kind (and choices)."""
+    by_kind: dict[str, dict[str, Any]] = {
+        "int": {"type": int}, "float": {"type": float}, "bool": {"action": argparse.BooleanOptionalAction},
+        "str": {"choices": list(key.choices)} if key.choices else {},
+        "ints": {"type": _int_list}, "strs": {"type": _str_list},
+        "table": {"type": _assignment, "action": "append"},
+    }
+    kw = dict(by_kind[key.kind])
+    if key.metavar and "choices" not in kw and key.kind != "bool":
+        kw["metavar"] = key.metavar
+    return kw
 
 
 def _add_config_options(p: argparse.ArgumentParser, cmd: str) -> None:
-    """The options that set config keys (each overrides the config file)."""
+    """The options that set config keys (each overrides the config file): one per key of
+    config.SCHEMA that declares a flag for this command."""
     g = p.add_argument_group("experiment (override the config file; see docs/cli.md for the keys)")
     g.add_argument("--config", metavar="FILE", help="TOML config file (defaults < file < flags)")
-    if cmd != "demo":
-        _opt(g, "--task", "task.name", metavar="T", help="task name (osttp list)")
-        _opt(g, "--task-param", "task.params", metavar="KEY=VALUE", type=_assignment, action="append",
-             help="task parameter, repeatable (e.g. limit=1000, label=last)")
-        if cmd == "train":
-            _opt(g, "--rule", "train.rule", metavar="R", help="learning rule (osttp list)")
-            _opt(g, "--seed", "train.seed", metavar="S", type=int, help="weights and data order seed")
-        else:
-            _opt(g, "--rules", "compare.rules", metavar="A,B", type=_str_list, help="rules to compare")
-            _opt(g, "--seeds", "compare.seeds", metavar="S,S", type=_int_list, help="seeds for every rule")
-        _opt(g, "--cell", "model.cell", metavar="C", help="cell kind (osttp list)")
-        _opt(g, "--cell-option", "model.cell_options", metavar="KEY=VALUE", type=_assignment, action="append",
-             help="cell hyperparameter, repeatable (e.g. d=0.4, g=identity)")
-        _opt(g, "--hidden", "model.hidden", metavar="N,N", type=_int_list, help="hidden layer sizes, e.g. 256,256")
-        _opt(g, "--recurrent", "model.recurrent", action=argparse.BooleanOptionalAction,
-             help="recurrent weights H in every hidden layer")
-        _opt(g, "--dtype", "model.dtype", choices=["float32", "float64"])
-        _opt(g, "--feedback-scale", "model.feedback_scale", metavar="X", type=float,
-             help="B_l ~ U(-X, X) instead of the default U(-sqrt(6/n), sqrt(6/n))")
-        _opt(g, "--epochs", "train.epochs", metavar="N", type=int)
-        _opt(g, "--batch-size", "train.batch_size", metavar="B", type=int)
-        _opt(g, "--lr", "train.lr", metavar="X", type=float, help="learning rate")
-        _opt(g, "--optimizer", "train.optimizer", choices=["adam", "sgd"])
-        _opt(g, "--momentum", "train.momentum", metavar="X", type=float, help="SGD momentum")
-        _opt(g, "--weight-decay", "train.weight_decay", metavar="X", type=float)
-        _opt(g, "--schedule", "train.schedule", metavar="S",
-             help="sequence-end | per-step | every-<k> (when updates are applied)")
-        _opt(g, "--window", "train.window", metavar="K", type=int, help="tbptt window (default 10)")
-        _opt(g, "--shuffle", "train.shuffle", action=argparse.BooleanOptionalAction,
-             help="shuffle training sequences each epoch (order from seed and epoch)")
-        _opt(g, "--max-train-batches", "train.max_batches", metavar="N", type=int,
-             help="training batches per epoch (default: all)")
-        _opt(g, "--eval-batch-size", "eval.batch_size", metavar="B", type=int)
-        _opt(g, "--max-valid-batches", "eval.max_valid_batches", metavar="N", type=int,
-             help="evaluate on the first N valid batches only")
-        _opt(g, "--max-test-batches", "eval.max_test_batches", metavar="N", type=int,
-             help="evaluate on the first N test batches only")
-        _opt(g, "--test-params", "eval.test_params", choices=["final", "best-valid"],
-             help="parameters the test metric is measured with (default final)")
-        _opt(g, "--checkpoint-every", "run.checkpoint_every", metavar="N", type=int,
-             help="also checkpoint every N training batches (default 0: epoch ends only)")
-        from osttp.config import SCHEMA
-
-        hw = SCHEMA["hardware"]
-        _opt(g, "--synapse", "hardware.synapse", choices=list(hw["synapse"].choices or ()),
-             help="weights in simulated devices (default float: none); see docs/hardware.md")
-        _opt(g, "--update", "hardware.update", choices=list(hw["update"].choices or ()),
-             help="device update scheme (default mixed-precision)")
-        _opt(g, "--w-range", "hardware.w_range", metavar="K", type=float,
-             help="device range per layer w_max = K * max|W_init| (default 4; 0: the device's own w_max)")
-        _opt(g, "--bits", "hardware.bits", metavar="N", type=int, help="levels of --synapse quantized (default 4)")
-        _opt(g, "--drift-eval", "hardware.drift_eval", action=argparse.BooleanOptionalAction,
-             help="with hardware: test metric from 1 s to 1 day after programming, drift.json/.png (default on)")
-    _opt(g, "--device", "run.device", metavar="D", help="auto (CUDA when present) | cpu | cuda | cuda:N")
-    _opt(g, "--threads", "run.threads", metavar="N", type=int, help="torch CPU threads (default 0: torch's choice)")
+    for sec, keys in C.SCHEMA.items():
+        for name, key in keys.items():
+            if key.flag and cmd in key.commands:
+                g.add_argument(key.flag, dest=f"{sec}.{name}", default=None, help=key.help, **_argparse_options(key))
     r = p.add_argument_group("run")
     r.add_argument("--out", metavar="DIR", help="output directory")
     if cmd != "demo":
@@ -144,8 +104,6 @@ def _add_config_options(p: argparse.ArgumentParser, cmd: str) -> None:
 
 def _flags_config(args: argparse.Namespace) -> dict[str, Any]:
     """The partial config set by flags that were given, each checked and named by its flag."""
-    from osttp import config as C
-
     out: dict[str, dict[str, Any]] = {}
     for dest, value in vars(args).items():
         if "." not in dest or value is None:
@@ -156,17 +114,15 @@ def _flags_config(args: argparse.Namespace) -> dict[str, Any]:
         try:
             value = C.check_value("", C.SCHEMA[sec][key], value)
         except OsttpError as e:
-            raise OsttpError(f"argument {_FLAGS.get(dest, dest)}: {e}") from None
+            raise OsttpError(f"argument {C.flag_of(dest)}: {e}") from None
         out.setdefault(sec, {})[key] = value
     return out
 
 
 def _file_config(args: argparse.Namespace) -> list[tuple[dict[str, Any], str]]:
-    from osttp import config as C
-
     if not args.config:
         return []
-    return [(C.read_toml(args.config), f"config file {args.config!r}")]
+    return [(read_toml(args.config), f"config file {args.config!r}")]
 
 
 def _command(argv: Sequence[str]) -> str:
@@ -178,33 +134,28 @@ def _command(argv: Sequence[str]) -> str:
 
 
 def _cmd_train(args: argparse.Namespace, argv: Sequence[str]) -> int:
-    from osttp import config as C
-    from osttp import runner
-
     layers = _file_config(args) + [(_flags_config(args), "command line")]
     out = Path(args.out) if args.out else None
     saved = None
     if args.resume:
         if out is None:
             raise OsttpError("--resume needs --out DIR, the run to continue")
-        saved = runner.saved_config(out)
+        saved = rundir.saved_config(out)
         layers.insert(0, (saved, str(out / "config.toml")))
     cfg = C.resolve(*layers)
     C.require_run_keys(cfg)
     if out is None:
         out = Path("runs") / f"{cfg['task']['name']}-{cfg['train']['rule']}-s{cfg['train']['seed']}"
     if not args.resume:
-        runner.check_new_dir(out)  # early: before loading data
-    setup = runner.prepare(cfg)
+        rundir.check_new_dir(out)  # early: before loading data
+    setup = prepare(cfg)
     if saved is not None:
-        runner.check_resume_config(saved, setup.cfg, str(out / "config.toml"))
-    runner.train_run(setup, out, resume=args.resume, quiet=args.quiet, header=f"written by: {_command(argv)}")
+        rundir.check_resume_config(saved, setup.cfg, str(out / "config.toml"))
+    train_run(setup, out, resume=args.resume, quiet=args.quiet, header=f"written by: {_command(argv)}")
     return 0
 
 
 def _compare_config(args: argparse.Namespace, saved: dict[str, Any] | None, saved_name: str) -> dict[str, Any]:
-    from osttp import config as C
-
     layers = _file_config(args) + [(_flags_config(args), "command line")]
     if saved is not None:
         layers.insert(0, (saved, saved_name))
@@ -215,10 +166,8 @@ def _compare_config(args: argparse.Namespace, saved: dict[str, Any] | None, save
 
 
 def _print_summary(summary: dict[str, Any], out: Path, png: str, md: str) -> None:
-    from osttp import runner
-
     print()
-    print(runner.summary_table(summary))
+    print(summary_table(summary))
     if summary.get("chance") is not None:
         print(f"chance {summary['metric_name']}: {summary['chance']:.4f}; test measured with the "
               f"{summary['test_params']} parameters")
@@ -228,9 +177,6 @@ def _print_summary(summary: dict[str, Any], out: Path, png: str, md: str) -> Non
 
 
 def _cmd_compare(args: argparse.Namespace, argv: Sequence[str]) -> int:
-    from osttp import config as C
-    from osttp import runner
-
     out = Path(args.out) if args.out else None
     saved = None
     if args.resume:
@@ -238,13 +184,13 @@ def _cmd_compare(args: argparse.Namespace, argv: Sequence[str]) -> int:
             raise OsttpError("--resume needs --out DIR, the compare directory to continue")
         if not (out / "compare.toml").is_file():
             raise OsttpError(f"cannot resume: {str(out / 'compare.toml')!r} not found")
-        saved = C.read_toml(out / "compare.toml")
+        saved = read_toml(out / "compare.toml")
     cfg = _compare_config(args, saved, str(out / "compare.toml") if out else "")
     if out is None:
         out = Path("runs") / f"compare-{cfg['task']['name']}"
     if not args.resume:
-        runner.check_new_dir(out)
-    summary = runner.run_compare(cfg, out, resume=args.resume, quiet=args.quiet, command=_command(argv))
+        rundir.check_new_dir(out)
+    summary = run_compare(cfg, out, resume=args.resume, quiet=args.quiet, command=_command(argv))
     _print_summary(summary, out, "compare.png", "summary.md")
     if summary["diverged"]:
         print(f"osttp: error: diverged: {', '.join(summary['diverged'])}", file=sys.stderr)
@@ -255,7 +201,7 @@ def _cmd_compare(args: argparse.Namespace, argv: Sequence[str]) -> int:
 def find_config(name: str) -> Path:
     """configs/NAME in the current directory, else in the source checkout this package runs from."""
     here = Path(__file__).resolve()
-    candidates = [Path.cwd() / "configs" / name, here.parents[2] / "configs" / name]
+    candidates = [Path.cwd() / "configs" / name, here.parents[3] / "configs" / name]
     for c in candidates:
         if c.is_file():
             return c
@@ -264,19 +210,16 @@ def find_config(name: str) -> Path:
 
 
 def _cmd_demo(args: argparse.Namespace, argv: Sequence[str]) -> int:
-    from osttp import config as C
-    from osttp import runner
-
     path = Path(args.config) if args.config else find_config("demo.toml")
-    cfg = C.resolve((C.read_toml(path), f"config file {str(path)!r}"), (_flags_config(args), "command line"))
+    cfg = C.resolve((read_toml(path), f"config file {str(path)!r}"), (_flags_config(args), "command line"))
     if not cfg["task"]["name"]:
         raise OsttpError(f"{str(path)!r} sets no [task] name")
     out = Path(args.out) if args.out else Path("runs") / "demo"
-    if out.exists() and not (out / DEMO_MARKER).is_file() and not runner.is_empty_dir(out):
+    if out.exists() and not (out / DEMO_MARKER).is_file() and not rundir.is_empty_dir(out):
         raise OsttpError(f"{str(out)!r} exists and was not made by `osttp demo`; move it away or pass --out DIR")
     print(f"osttp demo: {', '.join(cfg['compare']['rules'])} on {cfg['task']['name']} ({path}); output in {out}/",
           flush=True)
-    summary = runner.run_compare(cfg, out, quiet=args.quiet, command=f"osttp demo  # config {path}", kind="demo",
+    summary = run_compare(cfg, out, quiet=args.quiet, command=f"osttp demo  # config {path}", kind="demo",
                                  replace_marker=DEMO_MARKER)
     _print_summary(summary, out, "compare.png", "summary.md")
     if summary["diverged"]:
@@ -286,8 +229,6 @@ def _cmd_demo(args: argparse.Namespace, argv: Sequence[str]) -> int:
 
 
 def _cmd_report(args: argparse.Namespace, argv: Sequence[str]) -> int:
-    from osttp import runner
-
     dirs = [Path(d) for d in args.dirs]
     for d in dirs:
         if not d.is_dir():
@@ -298,7 +239,7 @@ def _cmd_report(args: argparse.Namespace, argv: Sequence[str]) -> int:
         out = dirs[0]
     else:
         raise OsttpError("several directories given: pass --out DIR for the report")
-    summary = runner.write_summary(dirs, out, command=_command(argv), title="osttp report",
+    summary = write_summary(dirs, out, command=_command(argv), title="osttp report",
                                    png_name="report.png", md_name="report.md", json_name="report.json")
     _print_summary(summary, out, "report.png", "report.md")
     return 0
@@ -415,13 +356,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("osttp: interrupted (continue a run with --resume)", file=sys.stderr)
         return EXIT_INTERRUPTED
-    except Exception as e:
-        from osttp.runner import Diverged
-
-        if isinstance(e, Diverged):
-            print(f"osttp: error: {_one_line(str(e))}", file=sys.stderr)
-            return EXIT_DIVERGED
-        raise
+    except Diverged as e:
+        print(f"osttp: error: {_one_line(str(e))}", file=sys.stderr)
+        return EXIT_DIVERGED
 
 
 if __name__ == "__main__":

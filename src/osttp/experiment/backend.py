@@ -1,0 +1,196 @@
+"""Where a run's weights live and how they are updated: float tensors, or simulated synapses.
+
+The training loop, evaluation, checkpoints and results talk to one `Backend` and never ask which
+one it is. `make_backend(cfg, net)` picks it from hardware.synapse through `BACKENDS`:
+
+    "float"                    FloatBackend: a torch optimizer (adam / sgd) on the parameters
+    a device name ("pcm", ...) HardwareBackend: weight matrices in osttp.hardware devices, trained by
+                               plain SGD through them (biases: digital SGD), read noisily at evaluation
+
+Checkpoint entries keep the format of every run directory written so far: a float run saves
+"optimizer" (and "hardware": None), a hardware run "hardware" (holding its digital optimizer; and
+"optimizer": None).
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
+
+import torch
+from torch import Tensor
+
+import osttp
+from osttp import hardware
+from osttp.network import Network
+from osttp.tasks import Task
+from osttp.tasks.base import derive_seed
+
+
+class Optimizer(Protocol):
+    """What a learner needs from an optimizer (torch's, or HardwareTraining.optimizer)."""
+
+    def step(self, closure: Callable[[], float] | None = None) -> float | None: ...
+
+    def zero_grad(self, set_to_none: bool = True) -> None: ...
+
+
+class Stepper(Protocol):
+    """The part of a learner the training loop drives (a Learner, or the hardware wrapper around one)."""
+
+    loss_sum: Tensor | float
+
+    def reset(self, batch_size: int) -> None: ...
+
+    def step(self, x_t: Tensor, y_t: Tensor, m_t: Tensor | None = None) -> Tensor: ...
+
+    def apply(self) -> None: ...
+
+
+class Backend(ABC):
+    """One run's weights: how they are updated, read for evaluation, saved and reported."""
+
+    #: what the learner is given as its optimizer
+    optimizer: Optimizer
+
+    def __init__(self, cfg: Mapping[str, Any], net: Network) -> None:
+        self.cfg, self.net = cfg, net
+
+    @abstractmethod
+    def stepper(self, learner: osttp.Learner) -> Stepper:
+        """What the training loop calls reset/step/apply on for `learner`."""
+
+    @abstractmethod
+    def eval_model(self, t: float = 0.0, drift_compensation: bool = False) -> Callable[[Tensor], Tensor]:
+        """xs (T, B, n_in) -> outputs (T, B, C) as deployed, t seconds after now."""
+
+    @abstractmethod
+    def checkpoint_state(self) -> dict[str, Any]:
+        """The checkpoint entries beside the model's state_dict ("optimizer", "hardware")."""
+
+    @abstractmethod
+    def load_checkpoint_state(self, ckpt: Mapping[str, Any]) -> None:
+        """Restore from a checkpoint, after the model's state_dict; KeyError/ValueError when it does not fit."""
+
+    @abstractmethod
+    def final_weights(self) -> None:
+        """Set the parameters to the trained weights before the final test and model.pt."""
+
+    @abstractmethod
+    def model_state(self) -> dict[str, Any]:
+        """Entries of model.pt beside the model's state_dict."""
+
+    @abstractmethod
+    def result_fields(self) -> dict[str, Any]:
+        """Fields of results.json that describe the backend."""
+
+    @abstractmethod
+    def drift_rows(self, task: Task, batch_size: int, max_batches: int | None) -> list[dict[str, Any]]:
+        """Test metrics against time after programming (osttp.hardware.evaluate_drift rows); [] when
+        the backend has no drift or the config turned it off."""
+
+
+class FloatBackend(Backend):
+    """Plain tensors and a torch optimizer: the decision of how gradients become parameter changes."""
+
+    def __init__(self, cfg: Mapping[str, Any], net: Network) -> None:
+        super().__init__(cfg, net)
+        t = cfg["train"]
+        self.torch_optimizer: torch.optim.Optimizer
+        if t["optimizer"] == "sgd":
+            self.torch_optimizer = torch.optim.SGD(net.parameters(), lr=t["lr"], momentum=t["momentum"],
+                                                   weight_decay=t["weight_decay"])
+        else:
+            self.torch_optimizer = torch.optim.Adam(net.parameters(), lr=t["lr"], weight_decay=t["weight_decay"])
+        self.optimizer = self.torch_optimizer
+
+    def stepper(self, learner: osttp.Learner) -> Stepper:
+        return learner
+
+    def eval_model(self, t: float = 0.0, drift_compensation: bool = False) -> Callable[[Tensor], Tensor]:
+        return self.net  # digital weights neither drift nor need compensation
+
+    def checkpoint_state(self) -> dict[str, Any]:
+        return {"optimizer": self.torch_optimizer.state_dict(), "hardware": None}
+
+    def load_checkpoint_state(self, ckpt: Mapping[str, Any]) -> None:
+        self.torch_optimizer.load_state_dict(ckpt["optimizer"])
+
+    def final_weights(self) -> None:
+        pass  # the parameters are the weights
+
+    def model_state(self) -> dict[str, Any]:
+        return {}
+
+    def result_fields(self) -> dict[str, Any]:
+        return {"synapse": "float"}
+
+    def drift_rows(self, task: Task, batch_size: int, max_batches: int | None) -> list[dict[str, Any]]:
+        return []
+
+
+class HardwareBackend(Backend):
+    """The weight matrices in simulated devices ([hardware]), via osttp.hardware.HardwareTraining.
+
+    Built after the network, so the devices are programmed with the seeded initial weights and
+    w_range scales each layer's range from them: the same config gives the same devices. Evaluation
+    reads the crossbars with noise from its own seeded stream, so it never moves the training's."""
+
+    def __init__(self, cfg: Mapping[str, Any], net: Network) -> None:
+        super().__init__(cfg, net)
+        h = cfg["hardware"]
+        device: hardware.DeviceConfig = hardware.get_device(h["synapse"], **_device_options(h))
+        self.hw = hardware.HardwareTraining(net, device=device, scheme=h["update"], lr=cfg["train"]["lr"],
+                                            seed=derive_seed(cfg["train"]["seed"], "hardware"),
+                                            auto_w_max=h["w_range"] or None)
+        self.optimizer = self.hw.optimizer  # weights: SGD through the devices; biases: digital SGD
+        self.eval_seed = derive_seed(cfg["train"]["seed"], "hardware-eval")
+
+    def stepper(self, learner: osttp.Learner) -> Stepper:
+        return self.hw.wrap(learner)
+
+    def eval_model(self, t: float = 0.0, drift_compensation: bool = False) -> Callable[[Tensor], Tensor]:
+        return hardware.HardwareForward(self.net, self.hw, t=t, drift_compensation=drift_compensation,
+                                        seed=self.eval_seed)
+
+    def checkpoint_state(self) -> dict[str, Any]:
+        return {"optimizer": None, "hardware": self.hw.state_dict()}  # holds the digital optimizer too
+
+    def load_checkpoint_state(self, ckpt: Mapping[str, Any]) -> None:
+        if ckpt.get("hardware") is None:
+            raise KeyError("the checkpoint holds no hardware state (saved by a float run?)")
+        self.hw.load_state_dict(ckpt["hardware"])  # after the net: it rewrites the weights the devices hold
+
+    def final_weights(self) -> None:
+        self.hw.load_read(read_noise=False)  # what the devices hold (noise-free), not the last noisy read
+
+    def model_state(self) -> dict[str, Any]:
+        return {"hardware": self.hw.state_dict()}
+
+    def result_fields(self) -> dict[str, Any]:
+        h = self.cfg["hardware"]
+        return {"synapse": h["synapse"], "update": h["update"], "w_range": h["w_range"],
+                **_device_options(h), "pulses": self.hw.pulse_counts(), "hardware": self.hw.describe()}
+
+    def drift_rows(self, task: Task, batch_size: int, max_batches: int | None) -> list[dict[str, Any]]:
+        if not self.cfg["hardware"]["drift_eval"]:
+            return []
+        # the same read-noise seed at every time (common random numbers), as eval_model uses
+        return hardware.evaluate_drift(self.net, self.hw, task, batch_size=batch_size, seed=self.eval_seed,
+                                       max_batches=max_batches)
+
+
+def _device_options(h: Mapping[str, Any]) -> dict[str, Any]:
+    """The [hardware] keys that configure the device model itself (bits: quantized only)."""
+    return {"bits": h["bits"]} if h["synapse"] == "quantized" else {}
+
+
+# hardware.synapse -> backend; every device name of osttp.hardware is a HardwareBackend
+BACKENDS: dict[str, type[Backend]] = {"float": FloatBackend, **{name: HardwareBackend for name in hardware.DEVICES}}
+
+
+def make_backend(cfg: Mapping[str, Any], net: Network) -> Backend:
+    return BACKENDS[cfg["hardware"]["synapse"]](cfg, net)
+
+
+__all__ = ["BACKENDS", "Backend", "FloatBackend", "HardwareBackend", "Optimizer", "Stepper", "make_backend"]

@@ -1,0 +1,117 @@
+"""Building a run from a resolved config: validate everything, load the data, make the network, its
+backend (float or simulated synapses) and its learner. Touches no file.
+
+    setup = prepare(cfg)          # OsttpError for any bad input
+
+Reproducibility: weights come from a generator seeded with train.seed and the tasks draw their own
+randomness from their own seeds; nothing here reads the global RNG.
+"""
+from __future__ import annotations
+
+import copy
+import json
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+import torch
+
+import osttp
+import osttp.tasks
+from osttp.errors import OsttpError
+from osttp.experiment import config as C
+from osttp.experiment.backend import Backend, Stepper, make_backend
+from osttp.network import Network
+from osttp.tasks import Task
+
+TaskCache = dict[str, Task]
+DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "float64": torch.float64}
+
+
+@dataclass
+class Setup:
+    """A validated, built run: everything but the files."""
+
+    cfg: dict[str, Any]
+    device: torch.device
+    dtype: torch.dtype
+    tasks: dict[str, Task]
+    net: Network
+    backend: Backend
+    learner: osttp.Learner  # the rule itself (its schedule, its state size)
+    stepper: Stepper  # what the loop drives: the learner, or the backend's wrapper around it
+
+
+def select_device(spec: str) -> torch.device:
+    """auto: CUDA when present, else the CPU; an explicit cuda without one is bad input."""
+    if spec == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(spec)
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise OsttpError(f"device {spec!r} requested but CUDA is not available; use --device cpu or auto")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise OsttpError(f"device {spec!r} does not exist; this machine has {torch.cuda.device_count()} GPU(s)")
+    return dev
+
+
+def load_tasks(cfg: Mapping[str, Any], cache: TaskCache | None = None) -> dict[str, Task]:
+    """train/valid/test splits of cfg's task; the cache lets compare load each split once."""
+    name, params = cfg["task"]["name"], cfg["task"]["params"]
+    out = {}
+    for split in ("train", "valid", "test"):
+        key = json.dumps([name, split, params], sort_keys=True, default=str)
+        if cache is not None and key in cache:
+            out[split] = cache[key]
+            continue
+        out[split] = osttp.tasks.load(name, split, **params)
+        if cache is not None:
+            cache[key] = out[split]
+    return out
+
+
+def make_network(cfg: Mapping[str, Any], task: Task, device: torch.device, dtype: torch.dtype) -> Network:
+    """Built on the CPU and then moved, so the initial weights are the same on every device."""
+    m = cfg["model"]
+    net = Network.from_sizes([task.n_in, *m["hidden"], task.n_out], cell=m["cell"], recurrent=m["recurrent"],
+                             seed=cfg["train"]["seed"], dtype=dtype, cell_options=m["cell_options"],
+                             feedback_scale=m["feedback_scale"])
+    return net.to(device)
+
+
+def make_rule(cfg: Mapping[str, Any], net: Network, backend: Backend, task: Task) -> osttp.Learner:
+    t = cfg["train"]
+    window = t["window"] if t["rule"] == "tbptt" else None  # other rules ignore it (documented)
+    return osttp.make_learner(t["rule"], net, optimizer=backend.optimizer, schedule=t["schedule"], loss=task.loss,
+                              window=window)
+
+
+def set_threads(cfg: Mapping[str, Any]) -> None:
+    """Small networks run faster and far more predictably on one thread on a busy machine:
+    torch's intra-op threads wait on each other at every tiny op when cores are contended."""
+    if cfg["run"]["threads"] > 0:
+        torch.set_num_threads(cfg["run"]["threads"])
+
+
+def _check_names(cfg: Mapping[str, Any]) -> None:
+    for what, name, known in (("rule", cfg["train"]["rule"], osttp.available_learners()),
+                              ("cell", cfg["model"]["cell"], osttp.available_cells())):
+        if name not in known:
+            raise OsttpError(f"unknown {what} {name!r}; expected one of {', '.join(known)}")
+
+
+def prepare(cfg: Mapping[str, Any], cache: TaskCache | None = None) -> Setup:
+    """Validate and build a run. Raises OsttpError for any bad input; writes nothing."""
+    cfg = copy.deepcopy(dict(cfg))
+    C.require_run_keys(cfg)
+    _check_names(cfg)
+    device = select_device(cfg["run"]["device"])
+    dtype = DTYPES[cfg["model"]["dtype"]]
+    if cfg["train"]["lr"] >= torch.finfo(dtype).max:  # torch refuses such a step size outright
+        raise OsttpError(f"learning rate {cfg['train']['lr']:g} does not fit in {cfg['model']['dtype']} "
+                         f"(max {torch.finfo(dtype).max:g})")
+    tasks = load_tasks(cfg, cache)
+    cfg["task"]["params"] = dict(tasks["train"].params)  # resolved: config.toml states every value
+    net = make_network(cfg, tasks["train"], device, dtype)
+    backend = make_backend(cfg, net)
+    learner = make_rule(cfg, net, backend, tasks["train"])
+    return Setup(cfg, device, dtype, tasks, net, backend, learner, backend.stepper(learner))

@@ -1,0 +1,307 @@
+"""Run configurations: the declared schema, checking, merging and resolution.
+
+A configuration is a nested dict of plain values, one table per concern:
+
+    [task]            name, and [task.params] passed to osttp.tasks.load
+    [model]           cell, hidden, recurrent, dtype, feedback_scale, [model.cell_options]
+    [train]           rule, seed, epochs, batch_size, optimizer, lr, ... (how parameters are learned)
+    [eval]            batch_size, max_valid_batches, max_test_batches, test_params
+    [hardware]        synapse, update, w_range, bits, drift_eval (simulated memristive synapses)
+    [run]             device, checkpoint_every, threads (how the process runs; may change on --resume)
+    [compare]         rules, seeds (only for `osttp compare` / `osttp demo`)
+
+`SCHEMA` declares every key once: its kind, default, bounds, choices, and the command-line flag that
+sets it (with its help text and the commands that offer it); the argparse options of osttp.experiment.cli
+are built from it. Precedence: defaults < config file < command-line flags (`resolve`). Optional keys
+hold None when absent; TOML has no null, so the writer leaves them out and the reader puts None back.
+docs/cli.md lists every key.
+"""
+from __future__ import annotations
+
+import copy
+import re
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from osttp import checks
+from osttp.errors import OsttpError
+from osttp.hardware import DEVICES, SCHEMES
+
+TRAINING = frozenset({"train", "compare"})  # commands that take the experiment flags
+EVERY_RUN = frozenset({"train", "compare", "demo"})
+
+
+@dataclass(frozen=True)
+class Key:
+    """One config key: its kind, default and bounds, and its command-line flag.
+
+    kind: "int" | "float" | "bool" | "str" | "ints" (list of int) | "strs" | "table" (free-form,
+    checked by whoever consumes it: the task loader or the cell factory; its flag takes KEY=VALUE
+    and may repeat)."""
+
+    kind: str
+    default: Any = None
+    lo: float | None = None
+    choices: tuple[str, ...] | None = None
+    optional: bool = False  # None (absent) is a valid value
+    nonempty: bool = False  # for lists
+    unique: bool = False  # for lists: no value twice
+    strict: bool = False  # lo is exclusive (a learning rate must be > 0)
+    flag: str | None = None  # e.g. "--lr"; None: config file only
+    help: str | None = None
+    metavar: str | None = None
+    commands: frozenset[str] = TRAINING
+
+
+SCHEMA: dict[str, dict[str, Key]] = {
+    "task": {
+        # required in the end; checked by `require_run_keys`
+        "name": Key("str", optional=True, flag="--task", metavar="T", help="task name (osttp list)"),
+        "params": Key("table", {}, flag="--task-param", metavar="KEY=VALUE",
+                      help="task parameter, repeatable (e.g. limit=1000, label=last)"),
+    },
+    "model": {
+        "cell": Key("str", "snu", flag="--cell", metavar="C", help="cell kind (osttp list)"),
+        "hidden": Key("ints", [256, 256], lo=1, nonempty=True, flag="--hidden", metavar="N,N",
+                      help="hidden layer sizes, e.g. 256,256"),
+        "recurrent": Key("bool", False, flag="--recurrent", help="recurrent weights H in every hidden layer"),
+        "dtype": Key("str", "float32", choices=("float32", "float64"), flag="--dtype",
+                     help="precision of parameters, states and data"),
+        "feedback_scale": Key("float", None, lo=0.0, optional=True, flag="--feedback-scale", metavar="X",
+                              help="B_l ~ U(-X, X) instead of the default U(-sqrt(6/n), sqrt(6/n))"),
+        "cell_options": Key("table", {}, flag="--cell-option", metavar="KEY=VALUE",
+                            help="cell hyperparameter, repeatable (e.g. d=0.4, g=identity)"),
+    },
+    "train": {
+        # required for train; compare sets it per run
+        "rule": Key("str", optional=True, flag="--rule", metavar="R", help="learning rule (osttp list)",
+                    commands=frozenset({"train"})),
+        "seed": Key("int", 0, lo=0, flag="--seed", metavar="S", help="weights and data order seed",
+                    commands=frozenset({"train"})),
+        "epochs": Key("int", 10, lo=1, flag="--epochs", metavar="N", help="passes over the training split"),
+        "batch_size": Key("int", 64, lo=1, flag="--batch-size", metavar="B", help="training sequences per batch"),
+        "optimizer": Key("str", "adam", choices=("adam", "sgd"), flag="--optimizer",
+                         help="torch optimizer (simulated synapses: sgd)"),
+        "lr": Key("float", 1e-3, lo=0.0, strict=True, flag="--lr", metavar="X", help="learning rate"),
+        "momentum": Key("float", 0.0, lo=0.0, flag="--momentum", metavar="X", help="SGD momentum"),
+        "weight_decay": Key("float", 0.0, lo=0.0, flag="--weight-decay", metavar="X", help="L2 weight decay"),
+        "schedule": Key("str", "sequence-end", flag="--schedule", metavar="S",
+                        help="sequence-end | per-step | every-<k> (when updates are applied)"),
+        "window": Key("int", None, lo=1, optional=True, flag="--window", metavar="K",
+                      help="tbptt window (default 10)"),  # tbptt only
+        "shuffle": Key("bool", True, flag="--shuffle",
+                       help="shuffle training sequences each epoch (order from seed and epoch)"),
+        "max_batches": Key("int", None, lo=1, optional=True, flag="--max-train-batches", metavar="N",
+                           help="training batches per epoch (default: all)"),
+    },
+    "eval": {
+        "batch_size": Key("int", 256, lo=1, flag="--eval-batch-size", metavar="B",
+                          help="sequences per validation/test batch"),
+        "max_valid_batches": Key("int", None, lo=1, optional=True, flag="--max-valid-batches", metavar="N",
+                                 help="evaluate on the first N valid batches only"),
+        "max_test_batches": Key("int", None, lo=1, optional=True, flag="--max-test-batches", metavar="N",
+                                help="evaluate on the first N test batches only"),
+        "test_params": Key("str", "final", choices=("final", "best-valid"), flag="--test-params",
+                           help="parameters the test metric is measured with (default final)"),
+    },
+    "hardware": {
+        # float: no hardware. Otherwise the weight matrices live in simulated devices (osttp.hardware)
+        "synapse": Key("str", "float", choices=("float", *DEVICES), flag="--synapse",
+                       help="weights in simulated devices (default float: none); see docs/hardware.md"),
+        "update": Key("str", "mixed-precision", choices=tuple(SCHEMES), flag="--update",
+                      help="device update scheme (default mixed-precision)"),
+        # per-layer range w_max = w_range * max|W_init| (HardwareTraining's auto_w_max); 0: the device's w_max
+        "w_range": Key("float", 4.0, lo=0.0, flag="--w-range", metavar="K",
+                       help="device range per layer w_max = K * max|W_init| (default 4; 0: the device's own w_max)"),
+        "bits": Key("int", 4, lo=2, flag="--bits", metavar="N",
+                    help="levels of --synapse quantized (default 4)"),  # quantized only
+        "drift_eval": Key("bool", True, flag="--drift-eval",
+                          help="with hardware: test metric from 1 s to 1 day after programming, drift.json/.png "
+                               "(default on)"),
+    },
+    "run": {
+        "device": Key("str", "auto", flag="--device", metavar="D", commands=EVERY_RUN,
+                      help="auto (CUDA when present) | cpu | cuda | cuda:N"),
+        "checkpoint_every": Key("int", 0, lo=0, flag="--checkpoint-every", metavar="N",
+                                help="also checkpoint every N training batches (default 0: epoch ends only)"),
+        "threads": Key("int", 0, lo=0, flag="--threads", metavar="N", commands=EVERY_RUN,
+                       help="torch CPU threads (default 0: torch's choice)"),
+    },
+    "compare": {
+        "rules": Key("strs", ["osttp", "bptt"], nonempty=True, unique=True, flag="--rules", metavar="A,B",
+                     help="rules to compare", commands=frozenset({"compare"})),
+        "seeds": Key("ints", [0], lo=0, nonempty=True, unique=True, flag="--seeds", metavar="S,S",
+                     help="seeds for every rule", commands=frozenset({"compare"})),
+    },
+}
+
+# Keys that may differ between a saved run and the command that resumes it.
+RESUMABLE_CHANGES: frozenset[str] = frozenset({"run.device", "run.checkpoint_every", "run.threads",
+                                               "train.epochs", "hardware.drift_eval"})
+
+
+
+def defaults() -> dict[str, Any]:
+    return {sec: {k: copy.deepcopy(key.default) for k, key in keys.items()} for sec, keys in SCHEMA.items()}
+
+
+def flag_of(dest: str) -> str:
+    """The command-line flag of a dotted key ("train.lr" -> "--lr"), or the key itself."""
+    sec, _, k = dest.partition(".")
+    key = SCHEMA.get(sec, {}).get(k)
+    return key.flag if key is not None and key.flag else dest
+
+
+# ---------------------------------------------------------------------------------------------
+# checking
+
+
+def check_value(where: str, key: Key, value: Any) -> Any:
+    """The value, normalised (int -> float for float keys), or an OsttpError naming it (osttp.checks)."""
+    if value is None:
+        if key.optional:
+            return None
+        raise checks.fail(where, value, f"a {key.kind} value")
+    k = key.kind
+    lo = key.lo
+    if k == "int":
+        return checks.integer(where, value, ge=None if lo is None else int(lo))
+    if k == "float":
+        return checks.number(where, value, gt=lo if key.strict else None, ge=None if key.strict else lo)
+    if k == "bool":
+        return checks.boolean(where, value)
+    if k == "str":
+        return checks.string(where, value, key.choices)
+    if k in ("ints", "strs"):
+        if not isinstance(value, (list, tuple)):
+            raise checks.fail(where, value, "a list")
+        if key.nonempty and not value:
+            raise checks.fail(where, value, "a non-empty list")
+        item = Key(k[:-1], lo=lo)
+        out = [check_value(f"{where}[{i}]", item, v) for i, v in enumerate(value)]
+        if key.unique and len(set(out)) != len(out):
+            raise checks.fail(where, value, "a list without repeats")
+        return out
+    if k == "table":
+        if not isinstance(value, Mapping):
+            raise checks.fail(where, value, "a table")
+        return copy.deepcopy(dict(value))
+    raise AssertionError(f"unknown key kind {k}")  # a bug in SCHEMA, not user input
+
+
+def check_partial(cfg: Mapping[str, Any], source: str) -> dict[str, Any]:
+    """Check the tables and keys of a (possibly partial) config; unknown names are errors.
+
+    source names where it came from ("config file 'x.toml'") and prefixes every message."""
+    try:
+        return _check_partial(cfg, source)
+    except OsttpError as e:
+        if str(e).startswith(source):
+            raise
+        raise OsttpError(f"{source}: {e}") from None
+
+
+def _check_partial(cfg: Mapping[str, Any], source: str) -> dict[str, Any]:
+    if not isinstance(cfg, Mapping):
+        raise OsttpError(f"{source}: a config must be a table of tables, got {checks.show(cfg)}")
+    out: dict[str, Any] = {}
+    for sec, table in cfg.items():
+        if sec not in SCHEMA:
+            raise OsttpError(f"{source}: unknown config table [{sec}]; expected one of {', '.join(SCHEMA)}")
+        if not isinstance(table, Mapping):
+            raise OsttpError(f"{source}: [{sec}] must be a table, got {checks.show(table)}")
+        out[sec] = {}
+        for k, v in table.items():
+            if k not in SCHEMA[sec]:
+                raise OsttpError(f"{source}: unknown config key {sec}.{k}; expected one of "
+                                 f"{', '.join(SCHEMA[sec])}")
+            out[sec][k] = check_value(f"{sec}.{k}", SCHEMA[sec][k], v)
+    return out
+
+
+def merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    """base updated by over, table by table; free-form tables merge key by key, so a
+    --task-param adds to the config file's [task.params] instead of replacing it."""
+    out = copy.deepcopy(base)
+    for sec, table in over.items():
+        dst = out.setdefault(sec, {})
+        for k, v in table.items():
+            if SCHEMA[sec][k].kind == "table" and isinstance(dst.get(k), dict):
+                dst[k] = {**dst[k], **copy.deepcopy(v)}
+            else:
+                dst[k] = copy.deepcopy(v)
+    return out
+
+
+def resolve(*layers: tuple[Mapping[str, Any], str]) -> dict[str, Any]:
+    """The defaults merged with each (partial config, source name) in turn, each checked first."""
+    cfg = defaults()
+    checked = []
+    for partial, source in layers:
+        checked.append((check_partial(partial, source), source))
+        cfg = merge(cfg, checked[-1][0])
+    _hardware_optimizer(cfg, checked)
+    check_consistency(cfg)
+    return cfg
+
+
+def _hardware_optimizer(cfg: dict[str, Any], layers: list[tuple[dict[str, Any], str]]) -> None:
+    """Simulated synapses are trained by plain SGD through the devices (HardwareTraining's optimizer),
+    so train.optimizer becomes "sgd"; a layer that explicitly asks for adam (the last one to set the key)
+    is refused rather than silently ignored. The default (adam) is replaced without a word."""
+    synapse = cfg["hardware"]["synapse"]
+    if synapse == "float":
+        return
+    setters = [(p["train"]["optimizer"], src) for p, src in layers if "optimizer" in p.get("train", {})]
+    if setters and setters[-1][0] != "sgd":
+        opt, src = setters[-1]
+        raise OsttpError(f"{src + ': ' if src else ''}train.optimizer = {checks.show(opt)} cannot be used with "
+                         f"hardware.synapse = {checks.show(synapse)}: simulated synapses are trained by plain SGD "
+                         "through the devices; use --optimizer sgd or leave the optimizer unset")
+    cfg["train"]["optimizer"] = "sgd"
+
+
+def check_consistency(cfg: Mapping[str, Any]) -> None:
+    """Rules that involve several keys."""
+    tr = cfg["train"]
+    if tr["optimizer"] != "sgd" and tr["momentum"] != 0.0:
+        raise OsttpError(f"config key train.momentum = {tr['momentum']} applies only to optimizer sgd, "
+                         f"not {tr['optimizer']}")
+    hw = cfg["hardware"]
+    if hw["synapse"] != "float":
+        for key in ("momentum", "weight_decay"):
+            if tr[key] != 0.0:
+                raise OsttpError(f"config key train.{key} = {tr[key]} is not supported with hardware.synapse = "
+                                 f"{checks.show(hw['synapse'])}: the devices are trained by plain SGD")
+        if cfg["eval"]["test_params"] != "final":
+            raise OsttpError(f"eval.test_params = {checks.show(cfg['eval']['test_params'])} is not supported with "
+                             f"hardware.synapse = {checks.show(hw['synapse'])}: the devices hold only the final "
+                             "weights; use final")
+        if hw["synapse"] == "quantized":
+            checks.integer("hardware.bits", hw["bits"], ge=2, le=32)
+    dev = cfg["run"]["device"]
+    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", dev):
+        raise checks.fail("run.device", dev, "auto, cpu, cuda or cuda:N")
+
+
+def require_run_keys(cfg: Mapping[str, Any]) -> None:
+    if not cfg["task"]["name"]:
+        raise OsttpError("no task given: use --task NAME or set [task] name in the config file")
+    if not cfg["train"]["rule"]:
+        raise OsttpError("no learning rule given: use --rule NAME or set [train] rule in the config file")
+
+
+def differences(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[str]:
+    """Dotted keys whose values differ between two full configs (free-form tables compared whole)."""
+
+    def norm(key: Key, v: Any) -> Any:
+        # a None entry in a free-form table equals an absent one: config.toml cannot write None
+        return {x: y for x, y in v.items() if y is not None} if key.kind == "table" and isinstance(v, dict) else v
+
+    out = []
+    for sec in SCHEMA:
+        for k, key in SCHEMA[sec].items():
+            va, vb = norm(key, a.get(sec, {}).get(k)), norm(key, b.get(sec, {}).get(k))
+            if va != vb:
+                out.append(f"{sec}.{k}")
+    return out
