@@ -15,6 +15,7 @@ import torch
 from torch import Tensor
 
 import osttp
+import osttp.tasks
 from osttp.cells import CELLS, Local
 from osttp.cells.base import pack_single_state
 from osttp.network import READOUTS
@@ -231,3 +232,22 @@ def test_none_keeps_no_per_synapse_state() -> None:
     d, B, n, item = 48, 3, 32, 8
     assert state_without_accumulators("drtp", 16 + d) - state_without_accumulators("drtp", 16) == B * d * item
     assert state_without_accumulators("osttp", 16 + d) - state_without_accumulators("osttp", 16) >= B * n * d * item
+
+
+@pytest.mark.parametrize("task", osttp.tasks.TASKS.names())
+def test_every_registered_task_serves_batches_its_metric_reads(task: str) -> None:
+    """A batch has the declared shapes, and the task's metric reads the outputs of a network built for
+    it. Tasks whose files are not on this machine are skipped (their loaders are tested on generated files)."""
+    try:
+        split = osttp.tasks.load(task, "valid")
+    except osttp.DataError as e:
+        pytest.skip(str(e))
+    batch = next(iter(split.batches(4, shuffle=False, dtype=torch.float64)))
+    T, B = batch.mask.shape
+    assert batch.xs.shape == (T, B, split.n_in) and B == min(4, len(split))
+    net = osttp.Network.from_sizes([split.n_in, 8, split.n_out], dtype=torch.float64, readout="integrator")
+    metric = split.new_metric()
+    with torch.no_grad():
+        metric.update(net(batch.xs), batch)
+    value = metric.compute()[split.metric_name]
+    assert value == value  # not NaN: at least one supervised step was scored

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from osttp.cli import main
+from osttp.experiment.cli import main
 
 BASE = """
 [task]

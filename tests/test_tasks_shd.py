@@ -229,7 +229,7 @@ def test_training_runs_on_shd(shd_root: Path, tmp_path: Path, monkeypatch: pytes
     """The task works through the CLI end to end (a few steps; no learning claim)."""
     import json
 
-    from osttp.cli import main
+    from osttp.experiment.cli import main
 
     monkeypatch.setenv("OSTTP_DATA", str(shd_root))
     out = tmp_path / "run"

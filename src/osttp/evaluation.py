@@ -20,12 +20,12 @@ from osttp.tasks import Task
 @torch.no_grad()
 def evaluate_model(model: Callable[[Tensor], Tensor], task: Task, *, batch_size: int = 256,
                    max_batches: int | None = None, device: torch.device | str = "cpu",
-                   dtype: torch.dtype = torch.float32) -> dict[str, float]:
-    """``task.new_metric().compute()`` over the first max_batches batches (file order; None: all)."""
+                   dtype: torch.dtype = torch.float32, decision: str = "last") -> dict[str, float]:
+    """``task.new_metric(decision).compute()`` over the first max_batches batches (file order; None: all)."""
     checks.integer("evaluate.batch_size", batch_size, ge=1)
     if max_batches is not None:
         checks.integer("evaluate.max_batches", max_batches, ge=1)
-    metric = task.new_metric()
+    metric = task.new_metric(decision)
     for i, batch in enumerate(task.batches(batch_size, shuffle=False, dtype=dtype)):
         if max_batches is not None and i >= max_batches:
             break

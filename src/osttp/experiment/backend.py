@@ -142,7 +142,7 @@ class HardwareBackend(Backend):
         device: hardware.DeviceConfig = hardware.get_device(h["synapse"], **_device_options(h))
         self.hw = hardware.HardwareTraining(net, device=device, scheme=h["update"], lr=cfg["train"]["lr"],
                                             seed=derive_seed(cfg["train"]["seed"], "hardware"),
-                                            auto_w_max=h["w_range"] or None)
+                                            auto_w_max=h["w_range"] or None, io_bits=h["io_bits"] or None)
         self.optimizer = self.hw.optimizer  # weights: SGD through the devices; biases: digital SGD
         self.eval_seed = derive_seed(cfg["train"]["seed"], "hardware-eval")
 
@@ -151,7 +151,7 @@ class HardwareBackend(Backend):
 
     def eval_model(self, t: float = 0.0, drift_compensation: bool = False) -> Callable[[Tensor], Tensor]:
         return hardware.HardwareForward(self.net, self.hw, t=t, drift_compensation=drift_compensation,
-                                        seed=self.eval_seed)
+                                        seed=self.eval_seed, io_bits=self.hw.io_bits)
 
     def checkpoint_state(self) -> dict[str, Any]:
         return {"optimizer": None, "hardware": self.hw.state_dict()}  # holds the digital optimizer too
@@ -177,7 +177,7 @@ class HardwareBackend(Backend):
             return []
         # the same read-noise seed at every time (common random numbers), as eval_model uses
         return hardware.evaluate_drift(self.net, self.hw, task, batch_size=batch_size, seed=self.eval_seed,
-                                       max_batches=max_batches)
+                                       max_batches=max_batches, io_bits=self.hw.io_bits)
 
 
 def _device_options(h: Mapping[str, Any]) -> dict[str, Any]:

@@ -20,6 +20,7 @@ import osttp.tasks
 from osttp.errors import OsttpError
 from osttp.experiment import config as C
 from osttp.experiment.backend import Backend, Stepper, make_backend
+from osttp.calibration import calibrate_firing
 from osttp.network import Network
 from osttp.tasks import Task
 
@@ -69,12 +70,18 @@ def load_tasks(cfg: Mapping[str, Any], cache: TaskCache | None = None) -> dict[s
     return out
 
 
+CALIBRATION_BATCH = 256  # training sequences (file order) the firing calibration looks at
+
+
 def make_network(cfg: Mapping[str, Any], task: Task, device: torch.device, dtype: torch.dtype) -> Network:
-    """Built on the CPU and then moved, so the initial weights are the same on every device."""
+    """Built (and calibrated) on the CPU and then moved, so the initial weights are the same on every device."""
     m = cfg["model"]
     net = Network.from_sizes([task.n_in, *m["hidden"], task.n_out], cell=m["cell"], recurrent=m["recurrent"],
                              seed=cfg["train"]["seed"], dtype=dtype, cell_options=m["cell_options"],
-                             feedback_scale=m["feedback_scale"])
+                             feedback_scale=m["feedback_scale"], readout=m["readout"], kappa=m["kappa"])
+    if m["init_rate"] is not None:
+        batch = next(iter(task.batches(CALIBRATION_BATCH, shuffle=False, dtype=dtype)))
+        calibrate_firing(net, batch.xs, rate=m["init_rate"])
     return net.to(device)
 
 

@@ -245,25 +245,13 @@ def _cmd_report(args: argparse.Namespace, argv: Sequence[str]) -> int:
     return 0
 
 
-TASK_INFO: dict[str, str] = {
-    "smnist-rows": "sequential MNIST: 28 steps x 28 pixels, 10 classes, accuracy (MNIST files)",
-    "smnist-pixels": "sequential MNIST: 784 steps x 1 pixel, 10 classes, accuracy (MNIST files)",
-    "psmnist": "permuted sequential MNIST: 784 steps x 1 pixel, 10 classes, accuracy (MNIST files)",
-    "jsb": "JSB Chorales next-step prediction: 88 keys in and out, nll per step (JSB file)",
-    "shd": "Spiking Heidelberg Digits: 700 channels binned to T=100 steps, 20 classes, accuracy (SHD files)",
-}
-CELL_INFO: dict[str, str] = {
-    "snu": "spiking neural unit, Heaviside output with 1-tanh^2 surrogate (default)",
-    "ssnu": "soft SNU, sigmoid output",
-    "lif": "leaky integrate-and-fire with subtractive reset",
-    "alif": "adaptive-threshold LIF (two states per unit)",
-    "rnn": "leaky tanh RNN",
-}
 
 
 def _task_line(name: str) -> str:
-    if name in TASK_INFO:
-        return TASK_INFO[name]
+    from osttp.tasks import TASKS
+
+    if TASKS.get(name).help:
+        return TASKS.get(name).help
     try:  # synthetic tasks are generated in milliseconds: describe them from the real thing
         import osttp.tasks
 
@@ -276,25 +264,18 @@ def _task_line(name: str) -> str:
 
 
 def _cmd_list(args: argparse.Namespace, argv: Sequence[str]) -> int:
-    import osttp
     import osttp.tasks
-    from osttp.rules import ONLINE_PRESETS
+    from osttp.cells import CELLS
+    from osttp.rules import PRESETS
 
     for name in osttp.tasks.available():
         print(f"task  {name:<18} {_task_line(name)}")
-    for name in osttp.available_learners():
-        if name == "bptt":
-            info = "backprop through time: autograd over the unrolled sequence"
-        elif name == "tbptt":
-            info = "truncated BPTT: autograd over windows of train.window steps (default 10)"
-        elif name in ONLINE_PRESETS:
-            trace, signal = ONLINE_PRESETS[name]
-            info = f"online: {trace} traces, {signal} learning signal"
-        else:
-            info = ""
-        print(f"rule  {name:<18} {info}".rstrip())
-    for name in osttp.available_cells():
-        print(f"cell  {name:<18} {CELL_INFO.get(name, '')}".rstrip())
+    for entry in PRESETS.entries():
+        info = f"online: {entry.meta['trace']} traces, {entry.meta['signal']} learning signal" \
+            if entry.meta.get("online") else entry.help
+        print(f"rule  {entry.name:<18} {info}".rstrip())
+    for entry in CELLS.entries():
+        print(f"cell  {entry.name:<18} {entry.help}".rstrip())
     return 0
 
 
@@ -307,7 +288,7 @@ def _cmd_data(args: argparse.Namespace, argv: Sequence[str]) -> int:
 
 
 def _cmd_sweep(args: argparse.Namespace, argv: Sequence[str]) -> int:
-    from osttp import sweep
+    from osttp.experiment import sweep
 
     return sweep.run(args)
 
@@ -332,7 +313,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                "(configs/demo.toml, output in runs/demo)"), "demo")
     d = add("data", _cmd_data, "where datasets are looked for, and whether their checksums hold")
     d.add_argument("data_cmd", choices=["check", "path"])
-    from osttp.sweep import add_arguments as add_sweep_arguments
+    from osttp.experiment.sweep import add_arguments as add_sweep_arguments
 
     add_sweep_arguments(add("sweep", _cmd_sweep, "search config keys with Optuna; trials selected on the valid split"))
     return p

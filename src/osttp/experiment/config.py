@@ -26,6 +26,8 @@ from typing import Any, Mapping
 from osttp import checks
 from osttp.errors import OsttpError
 from osttp.hardware import DEVICES, SCHEMES
+from osttp.network import READOUTS
+from osttp.tasks.base import DECISIONS
 
 TRAINING = frozenset({"train", "compare"})  # commands that take the experiment flags
 EVERY_RUN = frozenset({"train", "compare", "demo"})
@@ -71,6 +73,13 @@ SCHEMA: dict[str, dict[str, Key]] = {
                               help="B_l ~ U(-X, X) instead of the default U(-sqrt(6/n), sqrt(6/n))"),
         "cell_options": Key("table", {}, flag="--cell-option", metavar="KEY=VALUE",
                             help="cell hyperparameter, repeatable (e.g. d=0.4, g=identity)"),
+        "readout": Key("str", "linear", choices=tuple(READOUTS), flag="--readout",
+                       help="readout kind: linear, or integrator o_t = kappa o_{t-1} + V y_t + c"),
+        "kappa": Key("float", None, lo=0.0, optional=True, flag="--kappa", metavar="K",
+                     help="leak of the integrator readout, in [0, 1) (default 0.9)"),
+        "init_rate": Key("float", None, lo=0.0, strict=True, optional=True, flag="--init-rate", metavar="R",
+                         help="scale each spiking layer's input weights at init so it fires at rate R on a "
+                              "training batch (osttp.calibration); default: Glorot as is"),
     },
     "train": {
         # required for train; compare sets it per run
@@ -103,6 +112,9 @@ SCHEMA: dict[str, dict[str, Key]] = {
                                 help="evaluate on the first N test batches only"),
         "test_params": Key("str", "final", choices=("final", "best-valid"), flag="--test-params",
                            help="parameters the test metric is measured with (default final)"),
+        "decision": Key("str", "last", choices=DECISIONS, flag="--decision",
+                        help="class of a sequence from its outputs: at the last supervised step, or their "
+                             "mean or max over the supervised steps (classification tasks)"),
     },
     "hardware": {
         # float: no hardware. Otherwise the weight matrices live in simulated devices (osttp.hardware)
@@ -115,6 +127,9 @@ SCHEMA: dict[str, dict[str, Key]] = {
                        help="device range per layer w_max = K * max|W_init| (default 4; 0: the device's own w_max)"),
         "bits": Key("int", 4, lo=2, flag="--bits", metavar="N",
                     help="levels of --synapse quantized (default 4)"),  # quantized only
+        "io_bits": Key("int", 0, lo=0, flag="--io-bits", metavar="N",
+                       help="DAC/ADC resolution of every crossbar, in training and evaluation (0: exact "
+                            "products, the default; 8: the usual 8-bit converters)"),
         "drift_eval": Key("bool", True, flag="--drift-eval",
                           help="with hardware: test metric from 1 s to 1 day after programming, drift.json/.png "
                                "(default on)"),

@@ -168,7 +168,7 @@ def _loop(setup: Setup, out: Path, position: Position, clock: _Clock, quiet: boo
         while position.epoch < tr["epochs"]:
             epoch = position.epoch
             bar.describe(f"{name} epoch {epoch + 1}/{tr['epochs']}")
-            metric = task.new_metric()
+            metric = task.new_metric(cfg["eval"]["decision"])
             if position.train_metric is not None:
                 metric.__dict__.update(copy.deepcopy(position.train_metric))
             batches = task.batches(tr["batch_size"], shuffle=tr["shuffle"], seed=shuffle_seed(tr["seed"], epoch),

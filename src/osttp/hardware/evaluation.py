@@ -21,8 +21,8 @@ matrix product through a crossbar that sees the device:
 - **8-bit input/output quantisation** (optional, `io_bits`; SPEC §6): each crossbar's input vector is
   scaled by its largest magnitude (per sequence, as a DAC with per-vector scaling does) and rounded to
   `io_bits` signed levels; the output, in units of (input scale · w_max of the array), is clipped to
-  ±`io_out_bound` and rounded to `io_bits` signed levels (the ADC). Inference only: the learners compute
-  their own forward pass (see docs/hardware.md for the hook training would need).
+  ±`io_out_bound` and rounded to `io_bits` signed levels (the ADC). Training uses the same
+  converters (`HardwareTraining(io_bits=...)`, osttp.hardware.io).
 
 The ideal device without I/O quantisation gives exactly `net.forward` (tested).
 """
@@ -38,8 +38,8 @@ from torch import Tensor
 from osttp.errors import OsttpError
 from osttp.evaluation import evaluate_model
 from osttp.hardware import _checks
-from osttp.hardware.arrays import PCMArray, global_drift_compensation_factor
-from osttp.hardware.devices import QuantizedDevice
+from osttp.hardware.arrays import global_drift_compensation_factor
+from osttp.hardware.io import quantize_input, quantize_output
 from osttp.hardware.training import HardwareTraining
 from osttp.network import Network
 from osttp.tasks import Task
@@ -61,25 +61,15 @@ class _Crossbar:
     def __call__(self, x: Tensor) -> Tensor:
         in_scale = None
         if self.io_bits is not None:
-            x, in_scale = _quantize_input(x, self.io_bits)
+            x, in_scale = quantize_input(x, self.io_bits)
         out = F.linear(x, self.mean)
         if self.var is not None:
             z = torch.randn(out.shape, generator=self.generator, dtype=out.dtype, device=out.device)
             out = out + F.linear(x * x, self.var).sqrt() * z
         if self.io_bits is not None:
             assert in_scale is not None
-            unit = in_scale * self.scale  # (B, 1): ADC full scale is io_out_bound in these units
-            step = self.io_out_bound / (2 ** (self.io_bits - 1) - 1)
-            out = torch.round(torch.clamp(out / unit, -self.io_out_bound, self.io_out_bound) / step) * step * unit
+            out = quantize_output(out, in_scale, self.scale, self.io_bits, self.io_out_bound)
         return out
-
-
-def _quantize_input(x: Tensor, bits: int) -> tuple[Tensor, Tensor]:
-    """x rounded to 2**bits - 1 signed levels of its own per-row range max|x|; returns (x_q, scale)."""
-    scale = x.abs().amax(dim=-1, keepdim=True)
-    scale = torch.where(scale > 0, scale, torch.ones_like(scale))
-    levels = 2 ** (bits - 1) - 1
-    return torch.round(x / scale * levels) / levels * scale, scale
 
 
 def _crossbars(net: Network, hardware: HardwareTraining | None, t: float, drift_compensation: bool,
@@ -99,16 +89,12 @@ def _crossbars(net: Network, hardware: HardwareTraining | None, t: float, drift_
         t_abs = array.time + t
         mean = array.weight(t_abs, read_noise=False)
         std = array.weight_std(t_abs) if read_noise else None
-        if drift_compensation and isinstance(array, PCMArray):
+        if drift_compensation and array.drifts:
             calib = array.weight(t_abs, read_noise=read_noise, generator=generator)
             factor = global_drift_compensation_factor(calib, array.programmed_weight())
             mean = mean * factor
             std = None if std is None else std * factor
-        if isinstance(array, PCMArray):
-            scale = array.max_holdable_weight  # = w_max unless alpha was given directly
-        elif isinstance(array.config, QuantizedDevice):
-            scale = array.config.w_max
-        out[name] = _Crossbar(mean, std, scale, generator, io_bits, io_out_bound)
+        out[name] = _Crossbar(mean, std, array.full_scale, generator, io_bits, io_out_bound)
     return out
 
 

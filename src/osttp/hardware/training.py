@@ -329,12 +329,15 @@ class HardwareLearner:
 
     def matvec(self, name: str, weight: Tensor, x: Tensor) -> Tensor:
         """The product of `x` with the crossbar holding `name` (digital matrices: exact)."""
+        hw = self.hardware
         read = self.reads.get(name)
-        if read is None:
-            return x @ weight.T
+        if read is None:  # a digital matrix: exact weights, the same converters (as at inference)
+            if hw.io_bits is None:
+                return x @ weight.T
+            return converted_matvec(x, weight, float(weight.detach().abs().max()) or 1.0, hw.io_bits,
+                                    hw.io_out_bound)
         # Forward value: the read; gradient (BPTT): to the weight, as autograd would give it.
         w = weight + (read - weight).detach() if torch.is_grad_enabled() and weight.requires_grad else read
-        hw = self.hardware
         return converted_matvec(x, w, self._full_scale[name], hw.io_bits, hw.io_out_bound)
 
     def _load(self) -> None:

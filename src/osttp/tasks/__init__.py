@@ -10,9 +10,9 @@ See docs/data.md for the datasets, splits, parameters and metric definitions.
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, Callable
 
-from osttp.errors import OsttpError
+from osttp.registry import Registry
 from osttp.tasks.base import (
     SPLITS,
     Batch,
@@ -25,17 +25,51 @@ from osttp.tasks.base import (
     multilabel_sums,
 )
 
-# Fixed order: datasets first, then the synthetic tasks.
-_NAMES: tuple[str, ...] = (
-    "smnist-rows",
-    "smnist-pixels",
-    "psmnist",
-    "jsb",
-    "shd",
-    "delayed-xor",
-    "store-recall",
-    "cue-accumulation",
-)
+
+
+def _mnist(name: str) -> Callable[..., Task]:
+    def build(split: str, root: str | os.PathLike[str] | None, params: dict[str, Any]) -> Task:
+        from osttp.tasks.mnist import SequentialMNIST
+
+        return SequentialMNIST(name, split, params, root)
+    return build
+
+
+def _jsb(split: str, root: str | os.PathLike[str] | None, params: dict[str, Any]) -> Task:
+    from osttp.tasks.jsb import JSBChorales
+
+    return JSBChorales(split, params, root)
+
+
+def _shd(split: str, root: str | os.PathLike[str] | None, params: dict[str, Any]) -> Task:
+    from osttp.tasks.shd import SpikingHeidelbergDigits
+
+    return SpikingHeidelbergDigits(split, params, root)
+
+
+def _synthetic(name: str) -> Callable[..., Task]:
+    def build(split: str, root: str | os.PathLike[str] | None, params: dict[str, Any]) -> Task:
+        from osttp.tasks.synthetic import load_synthetic
+
+        return load_synthetic(name, split, params)
+    return build
+
+
+# Fixed order: datasets first, then the synthetic tasks. A factory takes (split, root, params);
+# modules load lazily, so listing tasks costs nothing. meta: files -- needs dataset files.
+TASKS: Registry[Task] = Registry("task")
+TASKS.register("smnist-rows", _mnist("smnist-rows"), files=True,
+               help="sequential MNIST: 28 steps x 28 pixels, 10 classes, accuracy (MNIST files)")
+TASKS.register("smnist-pixels", _mnist("smnist-pixels"), files=True,
+               help="sequential MNIST: 784 steps x 1 pixel, 10 classes, accuracy (MNIST files)")
+TASKS.register("psmnist", _mnist("psmnist"), files=True,
+               help="permuted sequential MNIST: 784 steps x 1 pixel, 10 classes, accuracy (MNIST files)")
+TASKS.register("jsb", _jsb, files=True,
+               help="JSB Chorales next-step prediction: 88 keys in and out, nll per step (JSB file)")
+TASKS.register("shd", _shd, files=True,
+               help="Spiking Heidelberg Digits: 700 channels binned to T=100 steps, 20 classes, accuracy (SHD files)")
+for _name in ("delayed-xor", "store-recall", "cue-accumulation"):
+    TASKS.register(_name, _synthetic(_name), files=False, help="")
 
 __all__ = [
     "Batch",
@@ -43,6 +77,7 @@ __all__ = [
     "Metric",
     "MultilabelMetric",
     "SPLITS",
+    "TASKS",
     "Task",
     "available",
     "load",
@@ -53,7 +88,7 @@ __all__ = [
 
 def available() -> list[str]:
     """Task names, in a fixed order."""
-    return list(_NAMES)
+    return TASKS.names()
 
 
 def load(name: str, split: str, *, root: str | os.PathLike[str] | None = None, **params: Any) -> Task:
@@ -61,21 +96,5 @@ def load(name: str, split: str, *, root: str | os.PathLike[str] | None = None, *
 
     root: a folder holding the dataset files, instead of the search path (see osttp.tasks.data);
     it is not a task parameter and is not recorded in task.params."""
-    if name not in _NAMES:
-        raise OsttpError(f"unknown task {name!r}; expected one of {', '.join(_NAMES)}")
-    split = check_split(split)
-    if name in ("smnist-rows", "smnist-pixels", "psmnist"):
-        from osttp.tasks.mnist import SequentialMNIST
-
-        return SequentialMNIST(name, split, params, root)
-    if name == "jsb":
-        from osttp.tasks.jsb import JSBChorales
-
-        return JSBChorales(split, params, root)
-    if name == "shd":
-        from osttp.tasks.shd import SpikingHeidelbergDigits
-
-        return SpikingHeidelbergDigits(split, params, root)
-    from osttp.tasks.synthetic import load_synthetic
-
-    return load_synthetic(name, split, params)
+    entry = TASKS.get(name)
+    return entry.factory(check_split(split), root, params)

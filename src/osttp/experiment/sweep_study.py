@@ -160,8 +160,8 @@ class Sweep:
     def _start(self, trial: Any) -> bool:
         from optuna.trial import TrialState
 
-        from osttp import config as C
-        from osttp.sweep_spec import trial_config
+        from osttp.experiment.tomlio import dumps_toml
+        from osttp.experiment.sweep_spec import trial_config
 
         fixed = "fixed_params" in self.storage.get_trial_system_attrs(trial._trial_id)
         if self.spec.sampler == "grid" and not fixed:
@@ -194,7 +194,7 @@ class Sweep:
             cfg["run"]["threads"] = self.threads
         run_dir.parent.mkdir(parents=True, exist_ok=True)
         toml = run_dir.parent / f"{name}.toml"
-        toml.write_text(C.dumps_toml(cfg, f"sweep {self.spec.name}, trial {trial.number}: "
+        toml.write_text(dumps_toml(cfg, f"sweep {self.spec.name}, trial {trial.number}: "
                                           + json.dumps(values, default=str)))
         log = open(run_dir.parent / f"{name}.log", "wb")
         cmd = [sys.executable, "-m", "osttp", "train", "--config", str(toml), "--out", str(run_dir), "--quiet"]
@@ -269,7 +269,7 @@ class Sweep:
     def run(self) -> int:
         import optuna
 
-        from osttp import sweep_report
+        from osttp.experiment import sweep_report
 
         (self.out / "sweep.json").write_text(json.dumps(
             {"spec": str(self.spec.path), "study": self.spec.name, "storage": sweep_report._masked(self.url),
@@ -313,7 +313,7 @@ class Sweep:
         return code
 
     def _report(self) -> None:
-        from osttp import sweep_report
+        from osttp.experiment import sweep_report
 
         rows = sweep_report.trial_rows(self.spec, self.study.get_trials(deepcopy=False))
         summary = sweep_report.summarise(self.spec, rows, maximize=self.maximize, metric_name=self.metric_name,

@@ -26,7 +26,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from osttp import config as C
+from osttp.experiment import config as C
+from osttp.experiment.tomlio import read_toml
 from osttp.errors import OsttpError
 
 SAMPLERS = ("grid", "random", "tpe")
@@ -168,7 +169,7 @@ def trial_config(spec: Spec, values: Mapping[str, Any]) -> dict[str, Any]:
 def read_spec(path: str | Path) -> Spec:
     """Parse and check a sweep spec; every problem is one OsttpError naming the file and the key."""
     p = Path(path)
-    doc = C.read_toml(p)
+    doc = read_toml(p)
     if not isinstance(doc.get("sweep"), dict):
         raise _bad(p, "has no [sweep] table")
     sw = doc.pop("sweep")
@@ -182,7 +183,7 @@ def read_spec(path: str | Path) -> Spec:
         base_path = (p.parent / sw["base"]).resolve()
         if not base_path.is_file():
             raise _bad(p, f"base config {sw['base']!r} not found at {base_path} (relative to the spec's folder)")
-        layers.append((C.read_toml(base_path), f"config file {str(base_path)!r}"))
+        layers.append((read_toml(base_path), f"config file {str(base_path)!r}"))
     layers.append((doc, f"sweep spec {str(p)!r}"))
     base = C.resolve(*layers)
     if not base["task"]["name"]:

@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 from typing import Any, Sequence
 
-from osttp.sweep_spec import Spec
+from osttp.experiment.sweep_spec import Spec
 
 
 

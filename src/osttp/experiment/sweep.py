@@ -1,8 +1,8 @@
 """`osttp sweep SPEC`: hyper-parameter search over config keys with Optuna (see docs/cli.md).
 
 This module is the command: its arguments, the checks done before anything is written, and the
-sweep directory. The spec format is in osttp.sweep_spec, the sweep process (study, trial child
-processes, interruption and resume) in osttp.sweep_study, the summary and plot in osttp.sweep_report.
+sweep directory. The spec format is in osttp.experiment.sweep_spec, the sweep process (study, trial child
+processes, interruption and resume) in osttp.experiment.sweep_study, the summary and plot in osttp.experiment.sweep_report.
 Trials live in an Optuna study (default: SQLite DIR/study.db), so a sweep resumes where it stopped
 and several machines can share one study through a database URL.
 """
@@ -30,7 +30,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Stand-alone entry point: `python -m osttp.sweep SPEC ...` (the CLI's `osttp sweep` is the same)."""
+    """Stand-alone entry point: `python -m osttp.experiment.sweep SPEC ...` (the CLI's `osttp sweep` is the same)."""
     p = argparse.ArgumentParser(prog="osttp sweep")
     add_arguments(p)
     args = p.parse_args(argv)
@@ -56,7 +56,7 @@ def _lock(out: Path) -> IO[str]:
 
 def run(args: argparse.Namespace) -> int:
     """`osttp sweep`: returns the exit code (0 done, 130 interrupted); bad input raises OsttpError."""
-    from osttp.sweep_spec import check_n_trials, read_spec
+    from osttp.experiment.sweep_spec import check_n_trials, read_spec
 
     if args.workers < 1:
         raise OsttpError(f"--workers {args.workers}; expected an integer >= 1")
@@ -75,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
     lock = _lock(out)
     try:
         storage_url = args.storage or f"sqlite:///{(out / 'study.db').resolve()}"
-        from osttp.sweep_study import Sweep
+        from osttp.experiment.sweep_study import Sweep
 
         try:
             sweep = Sweep(spec, out.resolve(), storage_url, n_trials, args.workers, maximize, metric_name,
@@ -105,7 +105,7 @@ def _direction(spec: Any) -> tuple[bool, str]:
     here, for the base and for every swept task key's extremes, and its data files are found
     before any trial starts."""
     import osttp.tasks
-    from osttp.sweep_spec import trial_config
+    from osttp.experiment.sweep_spec import trial_config
 
     task = osttp.tasks.load(spec.base["task"]["name"], "valid", **spec.base["task"]["params"])
     for q in spec.params:
