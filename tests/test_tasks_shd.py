@@ -129,7 +129,7 @@ def test_splits_disjoint_deterministic(shd_root: Path) -> None:
 
 
 @pytest.mark.parametrize("params, match", [
-    ({"T": 0}, "T=0"), ({"max_time": -1.0}, "max_time"), ({"encoding": "rate"}, "encoding"),
+    ({"T": 0}, "T = 0"), ({"max_time": -1.0}, "max_time"), ({"encoding": "rate"}, "encoding"),
     ({"valid_fraction": 0.0}, "valid_fraction"), ({"valid_fraction": 0.9}, "valid_fraction"),
     ({"label": "first"}, "label"), ({"label": 100}, "label"), ({"bins": 3}, "unknown parameter"),
 ])
