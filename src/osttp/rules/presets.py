@@ -55,7 +55,9 @@ for _name, _trace, _signal in (("ostl", "diagonal", "backprop-in-space"),
                                ("drtp", "none", "target-projection"),
                                ("dfa", "none", "random-error"),
                                ("eprop-rand", "diagonal", "random-error"),
-                               ("eprop-sym", "diagonal", "symmetric-error")):
+                               ("eprop-sym", "diagonal", "symmetric-error"),
+                               ("osttp-fact", "factorized", "target-projection"),
+                               ("eprop-fact", "factorized", "random-error")):
     register_online_preset(_name, _trace, _signal)
 
 
