@@ -101,7 +101,9 @@ class OnlineLearner(Learner):
         ctx = StepContext(target=target, mask=mask)
         layer_acc = self._layer_acc_views()
         # Every signal carries the factor m_t: an unsupervised step only advances states and traces.
-        supervised = bool(mask.any())
+        # Skipping the contraction is only a saving, so off the CPU -- where asking would be a host
+        # sync -- the step contracts anyway (a zero mask contributes zero).
+        supervised = mask.device.type != "cpu" or bool(mask.any())
         inp = x
         for l, (layer, mv) in enumerate(zip(net.layers, net.layer_matvecs(self.matvec))):
             prev = st.states[l]
@@ -122,8 +124,8 @@ class OnlineLearner(Learner):
         if not supervised:
             return o
         error = mask.unsqueeze(-1) * loss.output_error(o, target)
-        st.acc["readout.weight"] += error.T @ st.readout_eligibility
-        st.acc["readout.bias"] += error.sum(0) * st.bias_eligibility
+        st.acc["readout.weight"].addmm_(error.T, st.readout_eligibility)
+        st.acc["readout.bias"].add_(error.sum(0), alpha=st.bias_eligibility)
         if signal.uses_output_error:  # spatially locked: wait for the output error, top layer first
             ctx.error = error
             above = None
