@@ -5,6 +5,11 @@ Each online rule equals plain autograd on a *modified* graph of the same forward
   - trace kind "diagonal": off-diagonal recurrent paths detached,
         H y_{t-1} -> (H - diag H) stopgrad(y_{t-1}) + diag(H) * y_{t-1};
   - trace kind "none": previous state and output detached (no path through time);
+  - trace kind "factorized": W and H see no path through time, and their gradient enters through a
+        current whose value is I_t but whose derivative is that of W x-bar_t + H y-bar_t, with
+        x-bar_t = lambda x-bar_{t-1} + x_t, y-bar_t = lambda y-bar_{t-1} + y_{t-1} (constants) and
+        lambda = d s_t/d s_{t-1} of the first state component at rest, by autograd; b follows the
+        "diagonal" graph (with W and H held fixed there);
   - hidden grads of layer l = grad_theta_l sum_t <stopgrad(L_t^l), y_t^l>, with L_t^l the rule's signal
     computed here independently (target projection from B_l; errors from the forward pass;
     backprop-in-space by autograd through the layers above at step t only);
@@ -17,7 +22,7 @@ softmax-CE and sigmoid-BCE, taken from the unmodified forward values.
 These use only the cells' forward functions (dynamics/output) and autograd -- none of the
 hand-derived local derivatives, trace algebra or signal code they check.
 
-The modified graphs are known here by name ("exact", "diagonal", "none"); a trace kind states in
+The modified graphs are known here by name ("exact", "diagonal", "none", "factorized"); a trace kind states in
 its registry metadata (`oracle`) which one it must equal, and an unknown graph is refused.
 """
 from __future__ import annotations
@@ -50,8 +55,8 @@ def loss_kind(ys: Tensor) -> str:
     return "bce" if ys.is_floating_point() else "ce"
 
 
-def bptt_oracle(net: Network, xs: Tensor, ys: Tensor, mask: Tensor | None = None, window: int | None = None
-                ) -> dict[str, Tensor]:
+def bptt_oracle(net: Network, xs: Tensor, ys: Tensor, mask: Tensor | None = None, window: int | None = None,
+                rate_reg: tuple[float, float] | None = None) -> dict[str, Tensor]:
     """Plain autograd through the unrolled sequence: grad of sum_t m_t E_t.
 
     With `window` = k: truncated BPTT, the states detached every k steps (tbptt-k)."""
@@ -65,13 +70,17 @@ def bptt_oracle(net: Network, xs: Tensor, ys: Tensor, mask: Tensor | None = None
             states = [LayerState(s.s.detach(), s.y.detach()) for s in states]
         o, states = net.step(xs[t], states)
         E = E + (mask[t] * step_loss(o, target[t], kind)).sum()
+        if rate_reg is not None:
+            lam, r0 = rate_reg
+            E = E + sum(lam * xs.shape[1] * ((st.y.mean(0) - r0) ** 2).sum() for st in states[:-1])
     params = dict(net.named_parameters())
     grads = torch.autograd.grad(E, list(params.values()))
     return dict(zip(params, grads))
 
 
-ORACLE_GRAPHS = ("exact", "diagonal", "none")
-SIGNAL_NAMES = ("target-projection", "random-error", "symmetric-error", "backprop-in-space", "none")
+ORACLE_GRAPHS = ("exact", "diagonal", "none", "factorized")
+SIGNAL_NAMES = ("target-projection", "centred-target-projection", "random-error", "symmetric-error",
+                "backprop-in-space", "none")
 
 
 def oracle_graph(trace: str) -> str:
@@ -108,6 +117,44 @@ def _layer_step(layer, x: Tensor, state: LayerState, graph: str) -> LayerState:
     return LayerState(s, layer.cell.output(s, layer.b))
 
 
+def resting_decay_by_autograd(cell) -> float:
+    """d s_t,0/d s_{t-1},0 of the cell's forward function at rest (s = y = 0, input 1, initial bias)."""
+    k = cell.n_states
+    s_prev = torch.zeros(1, 1, k, dtype=torch.float64, requires_grad=True)
+    s = cell.dynamics(torch.ones(1, 1, dtype=torch.float64), s_prev, torch.zeros(1, 1, dtype=torch.float64),
+                      torch.full((1,), float(cell.bias_init), dtype=torch.float64))
+    (g,) = torch.autograd.grad(s[0, 0, 0], s_prev)
+    return float(g[0, 0, 0])
+
+
+def _factorized_layer_step(layer, x: Tensor, state: LayerState, bars: tuple[Tensor, Tensor | None] | None
+                           ) -> tuple[LayerState, tuple[Tensor, Tensor | None], Tensor]:
+    """One step on the "factorized" graph. Returns the b-path state (carried to the next step), the
+    filtered presynaptic vectors, and the output whose gradient the signal is contracted with:
+    its value is y_t, its W/H gradient that of the factorized path, its b gradient the diagonal one."""
+    lam = resting_decay_by_autograd(layer.cell)
+    W, H, b = layer.W, layer.H, layer.b
+    y_prev, s_prev = state.y, state.s
+    xbar = x.detach() if bars is None else lam * bars[0] + x.detach()
+    ybar = None
+    # b path: the diagonal graph with the weights held fixed.
+    I = x @ W.detach().T
+    if H is not None:
+        Hd = torch.diagonal(H).detach()
+        I = I + y_prev.detach() @ (H.detach() - torch.diag(Hd)).T + y_prev * Hd
+        ybar = y_prev.detach() if bars is None else lam * bars[1] + y_prev.detach()
+    s_b = layer.cell.dynamics(I, s_prev, y_prev, b)
+    y_b = layer.cell.output(s_b, b)
+    # W/H path: one step, no history; d I/d W_ij = x-bar_j, d I/d H_ij = y-bar_j, value unchanged.
+    drive = xbar @ W.T
+    if H is not None:
+        drive = drive + ybar @ H.T
+    I_w = I.detach() + (drive - drive.detach())
+    s_w = layer.cell.dynamics(I_w, s_prev.detach(), y_prev.detach(), b.detach())
+    y_w = layer.cell.output(s_w, b.detach())
+    return LayerState(s_b, y_b), (xbar, ybar), y_b + (y_w - y_w.detach())
+
+
 def _spatial_signal_at_step(net: Network, l: int, y_l: Tensor, prev_states: list[LayerState],
                             o_prev: Tensor, target: Tensor, mask: Tensor, kind: str) -> Tensor:
     """dE_t/dy_t^l through the layers above at step t only (their previous states held fixed)."""
@@ -121,8 +168,8 @@ def _spatial_signal_at_step(net: Network, l: int, y_l: Tensor, prev_states: list
     return g
 
 
-def online_oracle(net: Network, xs: Tensor, ys: Tensor, mask: Tensor | None, trace: str, signal: str
-                  ) -> dict[str, Tensor]:
+def online_oracle(net: Network, xs: Tensor, ys: Tensor, mask: Tensor | None, trace: str, signal: str,
+                  rate_reg: tuple[float, float] | None = None) -> dict[str, Tensor]:
     """Gradients of an online rule (registered trace kind x signal) by autograd on its modified graph."""
     graph = oracle_graph(trace)
     if signal not in SIGNAL_NAMES:
@@ -132,6 +179,7 @@ def online_oracle(net: Network, xs: Tensor, ys: Tensor, mask: Tensor | None, tra
     T, B = xs.shape[:2]
     masks = torch.ones(T, B, dtype=net.dtype) if mask is None else mask.to(net.dtype)
     states = net.initial_state(B)[:-1]
+    bars: list = [None] * len(net.layers)  # the factorized graph's filtered presynaptic vectors
     o = torch.zeros(B, net.n_out, dtype=net.dtype)
     total = xs.new_zeros(())
     for t in range(T):
@@ -139,10 +187,14 @@ def online_oracle(net: Network, xs: Tensor, ys: Tensor, mask: Tensor | None, tra
         prev, o_prev = states, o
         new_states, ys_t = [], []
         inp = xs[t]
-        for layer, st in zip(net.layers, states):
-            st = _layer_step(layer, inp.detach(), st, graph)
+        for l, (layer, st) in enumerate(zip(net.layers, states)):
+            if graph == "factorized":
+                st, bars[l], y_signal = _factorized_layer_step(layer, inp.detach(), st, bars[l])
+            else:
+                st = _layer_step(layer, inp.detach(), st, graph)
+                y_signal = st.y
             new_states.append(st)
-            ys_t.append(st.y)
+            ys_t.append(y_signal)
             inp = st.y
         o = _readout_step(net, inp.detach(), o_prev)
         total = total + (m * step_loss(o, target, kind)).sum()
@@ -153,6 +205,8 @@ def online_oracle(net: Network, xs: Tensor, ys: Tensor, mask: Tensor | None, tra
                 L = torch.zeros_like(ys_t[l])
             elif signal == "target-projection":
                 L = (m.unsqueeze(-1) * target) @ net.feedback[l]
+            elif signal == "centred-target-projection":
+                L = (m.unsqueeze(-1) * (target - target.mean(-1, keepdim=True))) @ net.feedback[l]
             elif signal == "random-error":
                 L = error @ net.feedback[l]
             elif signal == "symmetric-error":
@@ -162,6 +216,9 @@ def online_oracle(net: Network, xs: Tensor, ys: Tensor, mask: Tensor | None, tra
             L = L.detach()
             above = L
             total = total + (L * ys_t[l]).sum()
+            if rate_reg is not None:  # lam * B * sum_i (batch-mean y_i - target)^2, on the layer's own graph
+                lam, r0 = rate_reg
+                total = total + lam * B * ((ys_t[l].mean(0) - r0) ** 2).sum()
         states = new_states
     params = dict(net.named_parameters())
     grads = torch.autograd.grad(total, list(params.values()), allow_unused=True)

@@ -251,3 +251,31 @@ def test_every_registered_task_serves_batches_its_metric_reads(task: str) -> Non
         metric.update(net(batch.xs), batch)
     value = metric.compute()[split.metric_name]
     assert value == value  # not NaN: at least one supervised step was scored
+
+
+@pytest.mark.parametrize("preset", ["osttp", "osttp-centred", "eprop-rand", "ostl", "drtp"])
+def test_the_rate_regulariser_equals_its_oracle_on_every_step(preset: str) -> None:
+    from osttp.rules.regularisers import RateRegulariser
+
+    entry = PRESETS.get(preset)
+    case = make_case("lif", [4, 5, 4, 3], True, seed=49, T=12, readout="integrator")
+    learner = osttp.make_learner(preset, case.net)
+    learner.rate_regulariser = RateRegulariser(0.7, 0.2)
+    got = learner.sequence_gradients(case.xs, case.ys, case.mask)
+    want = online_oracle(case.net, case.xs, case.ys, case.mask, entry.meta["trace"], entry.meta["signal"],
+                         rate_reg=(0.7, 0.2))
+    assert_grads_close(got, want)
+    plain = osttp.make_learner(preset, case.net).sequence_gradients(case.xs, case.ys, case.mask)
+    assert not torch.allclose(plain["layers.0.W"], got["layers.0.W"])  # the term acts
+
+
+def test_bptt_with_the_rate_regulariser_equals_autograd() -> None:
+    from osttp.rules.regularisers import RateRegulariser
+
+    case = make_case("snu", [4, 6, 3], True, seed=50, T=12)
+    learner = osttp.make_learner("bptt", case.net)
+    learner.rate_regulariser = RateRegulariser(0.5, 0.1)
+    assert_grads_close(learner.sequence_gradients(case.xs, case.ys, case.mask),
+                       bptt_oracle(case.net, case.xs, case.ys, case.mask, rate_reg=(0.5, 0.1)), 1e-12)
+    with pytest.raises(osttp.OsttpError, match="rate_reg"):
+        RateRegulariser(-1.0)

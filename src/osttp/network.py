@@ -90,7 +90,9 @@ class Readout(nn.Linear):
         return LayerState(o.unsqueeze(-1), o)
 
     def step(self, y: Tensor, state: LayerState, matvec: MatVec | None = None) -> LayerState:
-        drive = self(y) if matvec is None else matvec("readout.weight", self.weight, y) + self.bias
+        # F.linear, not self(y): a Module call's hook machinery costs more than the product at batch 1.
+        drive = (torch.nn.functional.linear(y, self.weight, self.bias) if matvec is None
+                 else matvec("readout.weight", self.weight, y) + self.bias)
         o = leaky_integrator(state.y, drive, self.kappa)
         return LayerState(o.unsqueeze(-1), o)
 
@@ -130,6 +132,7 @@ class Network(nn.Module):
         self.readout = readout
         self.feedback = feedback
         self.config = dict(config)  # how it was built, for checkpoints and configs
+        self._dense_matvecs: list[MatVec] = [dense_matvec] * len(self.layers)  # built once, not per step
         for buf in self.feedback.buffers():
             buf.requires_grad_(False)
 
@@ -196,7 +199,7 @@ class Network(nn.Module):
     def layer_matvecs(self, matvec: MatVec | None) -> list[MatVec]:
         """Per hidden layer, `matvec` with the layer's parameter prefix ("W" -> "layers.l.W")."""
         if matvec is None:
-            return [dense_matvec] * len(self.layers)
+            return self._dense_matvecs
         return [_prefixed(matvec, f"layers.{l}.") for l in range(len(self.layers))]
 
     def step(self, x: Tensor, states: Sequence[LayerState], matvec: MatVec | None = None
@@ -208,7 +211,7 @@ class Network(nn.Module):
         new_states = []
         inp = x
         for layer, state, mv in zip(self.layers, states, self.layer_matvecs(matvec)):
-            state = layer(inp, state, mv)
+            state = layer.forward(inp, state, mv)  # not layer(...): no Module-call overhead per step
             new_states.append(state)
             inp = state.y
         out = self.readout.step(inp, states[-1], matvec)

@@ -37,6 +37,8 @@ class Surrogate:
 
     def spike(self, v: Tensor) -> Tensor:
         """Heaviside(v) forward, this surrogate backward."""
+        if not (torch.is_grad_enabled() and v.requires_grad):  # no graph to record: skip autograd.Function's cost
+            return heaviside(v)
         return _Spike.apply(v, self)
 
 

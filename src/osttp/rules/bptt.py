@@ -55,8 +55,10 @@ class BPTTLearner(Learner):
         with torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(self._count_saved, lambda t: t):
             o, st.states = self.net.step(x, st.states, self.matvec)
             E = (mask * loss.value(o, target)).sum()
+            st.loss_sum = st.loss_sum + E.detach()  # the task loss; a regulariser is not reported in it
+            if self.rate_regulariser is not None:
+                E = E + sum(self.rate_regulariser.penalty(s.y) for s in st.states[:-1])
         st.pending_loss = E if st.pending_loss is None else st.pending_loss + E
-        st.loss_sum = st.loss_sum + E.detach()
         return o.detach()
 
     def _flush(self) -> None:

@@ -18,6 +18,7 @@ from osttp.cells import MatVec
 from osttp.errors import OsttpError
 from osttp.network import Network
 from osttp.rules.inputs import check_inputs, check_mask, check_targets
+from osttp.rules.regularisers import RateRegulariser
 from osttp.rules.losses import Loss, make_loss
 from osttp.rules.schedules import Schedule, make_schedule
 
@@ -61,6 +62,8 @@ class Learner:
         self.loss_name = loss if loss == "auto" else make_loss(loss).name
         self.params: dict[str, torch.nn.Parameter] = dict(net.named_parameters())
         self.matvec: MatVec | None = None
+        # A local firing-rate term added to every hidden layer's objective (rules/regularisers.py).
+        self.rate_regulariser: RateRegulariser | None = None
         self.stream: Stream = self._new_stream()
         self._apply_enabled = True
 
@@ -104,9 +107,12 @@ class Learner:
         if self.batch_size is None:
             raise OsttpError("call learner.reset(batch_size) before learner.step(...)")
         B, net = self.batch_size, self.net
-        x_t = check_inputs("x_t", x_t, (B, net.n_in), net.dtype)
-        target, is_index = check_targets("y_t", y_t, (B,), net.n_out, net.dtype)
-        mask = check_mask("m_t", m_t, (B,), net.dtype, net.device)
+        # Values are read on the CPU at every step (cheap); on an accelerator, where reading them is
+        # a host sync, at the first step of each sequence only.
+        values = not isinstance(x_t, Tensor) or x_t.device.type == "cpu" or self.stream.steps_since_reset == 0
+        x_t = check_inputs("x_t", x_t, (B, net.n_in), net.dtype, values)
+        target, is_index = check_targets("y_t", y_t, (B,), net.n_out, net.dtype, values)
+        mask = check_mask("m_t", m_t, (B,), net.dtype, net.device, values)
         return self._checked_step(x_t, target, mask, self._loss_for(is_index))
 
     def apply(self) -> None:

@@ -100,17 +100,24 @@ class OnlineLearner(Learner):
         net, signal = self.net, self.signal
         ctx = StepContext(target=target, mask=mask)
         layer_acc = self._layer_acc_views()
-        # Every signal carries the factor m_t: an unsupervised step only advances states and traces.
-        supervised = bool(mask.any())
-        learn_hidden = supervised and getattr(signal, "trains_hidden", True)  # optional on custom signals
+        # Every signal carries the factor m_t: an unsupervised step only advances states and traces
+        # (unless a rate regulariser, which acts at every step, is set). Skipping the contraction is
+        # only a saving, so off the CPU -- where asking would be a host sync -- the step contracts
+        # anyway (a zero mask contributes zero).
+        supervised = mask.device.type != "cpu" or bool(mask.any())
+        reg = self.rate_regulariser
+        learn_hidden = (supervised or reg is not None) and getattr(signal, "trains_hidden", True)
+        local: list[Tensor | None] = []  # per layer: the regulariser's own term of L (never sent down)
         inp = x
         for l, (layer, mv) in enumerate(zip(net.layers, net.layer_matvecs(self.matvec))):
             prev = st.states[l]
             I, new = layer.step_with_current(inp, LayerState(prev.s, prev.y), mv)
             loc = layer.cell.local(I, prev.s, prev.y, new.s, layer.b)
             self.trace.update(st.traces[l], layer, loc, prev.os, prev.ob, inp, prev.y)
+            local.append(reg.signal(new.y) if reg is not None and learn_hidden else None)
             if learn_hidden and not signal.uses_output_error:  # no spatial locking: learn before the layers above run
-                self.trace.contract(st.traces[l], loc, signal.for_layer(net, l, ctx, None), layer_acc[l])
+                L = signal.for_layer(net, l, ctx, None)
+                self.trace.contract(st.traces[l], loc, L if local[l] is None else L + local[l], layer_acc[l])
             ctx.locals.append(loc)
             st.states[l] = OnlineState(new.s, new.y, loc.os, loc.ob)
             inp = new.y
@@ -120,16 +127,19 @@ class OnlineLearner(Learner):
         o = st.readout.y
         st.readout_eligibility = readout_eligibility(st.readout_eligibility, inp, readout.kappa)
         st.bias_eligibility = readout.kappa * st.bias_eligibility + 1.0
-        if not supervised:
+        error_needed = learn_hidden and signal.uses_output_error
+        if not (supervised or error_needed):
             return o
         error = mask.unsqueeze(-1) * loss.output_error(o, target)
-        st.acc["readout.weight"] += error.T @ st.readout_eligibility
-        st.acc["readout.bias"] += error.sum(0) * st.bias_eligibility
-        if learn_hidden and signal.uses_output_error:  # spatially locked: wait for the output error, top layer first
+        if supervised:
+            st.acc["readout.weight"].addmm_(error.T, st.readout_eligibility)
+            st.acc["readout.bias"].add_(error.sum(0), alpha=st.bias_eligibility)
+            st.loss_sum = st.loss_sum + (mask * loss.value(o, target)).sum()  # a tensor: no device sync
+        if error_needed:  # spatially locked: wait for the output error, top layer first
             ctx.error = error
             above = None
             for l in reversed(range(len(net.layers))):
                 above = signal.for_layer(net, l, ctx, above)
-                self.trace.contract(st.traces[l], ctx.locals[l], above, layer_acc[l])
-        st.loss_sum = st.loss_sum + (mask * loss.value(o, target)).sum()  # a tensor: no device sync
+                L = above if local[l] is None else above + local[l]
+                self.trace.contract(st.traces[l], ctx.locals[l], L, layer_acc[l])
         return o

@@ -56,6 +56,9 @@ for _name, _trace, _signal in (("ostl", "diagonal", "backprop-in-space"),
                                ("dfa", "none", "random-error"),
                                ("eprop-rand", "diagonal", "random-error"),
                                ("eprop-sym", "diagonal", "symmetric-error"),
+                               ("osttp-fact", "factorized", "target-projection"),
+                               ("eprop-fact", "factorized", "random-error"),
+                               ("osttp-centred", "diagonal", "centred-target-projection"),
                                ("readout-only", "none", "none")):
     register_online_preset(_name, _trace, _signal)
 

@@ -48,6 +48,20 @@ class TargetProjection:
         return (ctx.mask.unsqueeze(-1) * ctx.target) @ net.feedback[l]
 
 
+class CentredTargetProjection(TargetProjection):
+    """L_t^l = m_t (y*_t - mean_c y*_t) B_l: the target projection without its class-independent part.
+
+    With one-hot targets the plain projection pushes every unit by the same B_l column sum for every
+    class as well; removing the mean over classes removes that common push (docs/learning.md measures
+    its effect)."""
+
+    name = "centred-target-projection"
+
+    def for_layer(self, net: Network, l: int, ctx: StepContext, above: Tensor | None) -> Tensor:
+        target = ctx.target - ctx.target.mean(-1, keepdim=True)
+        return (ctx.mask.unsqueeze(-1) * target) @ net.feedback[l]
+
+
 class RandomErrorProjection:
     """DFA / random e-prop: L_t^l = m_t (y_hat_t - y*_t) B_l (m_t dE_t/do_t for softmax-CE and sigmoid-BCE)."""
 
@@ -109,6 +123,7 @@ class NoSignal:
 # meta: uses_output_error -- the signal waits for the readout (spatially locked).
 SIGNALS: Registry[LearningSignal] = Registry("learning signal")
 for _cls, _help in ((TargetProjection, "DRTP/OSTTP: fixed random projection of the target"),
+                    (CentredTargetProjection, "the target projection with the mean over classes removed"),
                     (RandomErrorProjection, "DFA / random e-prop: fixed random projection of the output error"),
                     (SymmetricErrorBroadcast, "symmetric e-prop: the output error through the true weights"),
                     (BackpropInSpace, "OSTL: backprop through the layers above at the same step"),
@@ -120,5 +135,5 @@ def make_signal(name: str) -> LearningSignal:
     return SIGNALS.build(name)
 
 
-__all__ = ["SIGNALS", "BackpropInSpace", "LearningSignal", "NoSignal", "RandomErrorProjection", "StepContext",
+__all__ = ["SIGNALS", "BackpropInSpace", "CentredTargetProjection", "LearningSignal", "NoSignal", "RandomErrorProjection", "StepContext",
            "SymmetricErrorBroadcast", "TargetProjection", "make_signal"]

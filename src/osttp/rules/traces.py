@@ -65,7 +65,7 @@ def diagonal_jacobian(layer: RecurrentLayer, loc: Local, os_prev: Tensor) -> Ten
     return loc.Fs + self_coupling(layer, loc).unsqueeze(-1) * os_prev.unsqueeze(-2)
 
 
-def _times_blocks(D: Tensor, eps: Tensor) -> Tensor:
+def times_blocks(D: Tensor, eps: Tensor) -> Tensor:
     """Apply per-unit k x k blocks D (B, n, k, k) to eps (B, n, k, ...), in place when k = 1."""
     if D.shape[-1] == 1:
         return eps.mul_(D.reshape(D.shape[:2] + (1,) * (eps.dim() - 2)))
@@ -83,10 +83,55 @@ def contract_traces(tr: TraceState, loc: Local, L: Tensor, acc: dict[str, Tensor
     acc["b"] += (L * loc.ob).sum(0)  # b also acts on y_t directly
 
 
+# A chunk of samples small enough to stay in a core's L2 cache across the fused pass's in-place
+# operations, so each number of eps comes from memory once per step (measured: docs/performance.md).
+FUSED_CHUNK_BYTES = 1 << 20
+# From this many numbers per sample on, the contraction adds sample by sample (addcmul_: no
+# temporary); below, one einsum over the chunk costs fewer operations.
+PER_SAMPLE_MIN = 2048
+
+
+def fused_diagonal_pass(eps: Tensor, D: Tensor, fI: Tensor, pre: Tensor, u: Tensor | None,
+                        acc: Tensor | None) -> None:
+    """eps <- D eps + fI pre^T, then acc += sum_b u_b eps_b -- one pass over eps, in place.
+
+    One-state cells: eps (B, n, 1, m), D (B, n, 1, 1), fI and u (B, n, 1), pre (B, m), acc (n, m).
+    On the CPU the batch is walked in cache-sized chunks of samples, so the update and the
+    contraction read eps while it is still in cache; no tensor of eps's size is allocated."""
+    B, n, m = eps.shape[0], eps.shape[1], eps.shape[-1]
+    e, d, f, p = eps.view(B, n, m), D.view(B, n, 1), fI.view(B, n, 1), pre.view(B, 1, m)
+    w = None if u is None else u.view(B, n, 1)
+    if e.device.type != "cpu":  # whole-batch kernels: per-chunk launches would cost more than they save
+        e.mul_(d).addcmul_(f, p)
+        if w is not None and acc is not None:
+            acc.add_(torch.einsum("bi,bij->ij", w[..., 0], e))
+        return
+    chunk = max(1, FUSED_CHUNK_BYTES // max(1, n * m * e.element_size()))
+    per_sample = n * m >= PER_SAMPLE_MIN
+    for s in range(0, B, chunk):
+        ec = e[s:s + chunk]
+        ec.mul_(d[s:s + chunk]).addcmul_(f[s:s + chunk], p[s:s + chunk])
+        if w is None or acc is None:
+            continue
+        if per_sample:
+            for b in range(s, s + ec.shape[0]):
+                acc.addcmul_(w[b], e[b])
+        else:
+            acc.add_(torch.einsum("bi,bij->ij", w[s:s + chunk, :, 0], ec))
+
+
 class DiagonalTrace:
-    """Per-unit traces (k = i only): eps^W is (B, n, k, n_in), the size of W per sample."""
+    """Per-unit traces (k = i only): eps^W is (B, n, k, n_in), the size of W per sample.
+
+    fused (default; one-state cells): `update` records the step's factors D, fI and presynaptic
+    vectors, and the pass over eps runs in `contract`, fused with the contraction
+    (`fused_diagonal_pass`); a step that is not contracted (no supervised sample) is applied at the
+    next `update`. fused=False: the reference form, update then contract as separate passes."""
 
     name = "diagonal"
+
+    def __init__(self, fused: bool = True) -> None:
+        self.fused = fused
 
     def init(self, layer: RecurrentLayer, batch: int) -> TraceState:
         k = layer.cell.n_states
@@ -99,15 +144,42 @@ class DiagonalTrace:
     def update(self, tr: TraceState, layer: RecurrentLayer, loc: Local, os_prev: Tensor, ob_prev: Tensor,
                x: Tensor, y_prev: Tensor) -> None:
         D = diagonal_jacobian(layer, loc, os_prev)
-        for name in tr:
-            tr[name] = _times_blocks(D, tr[name])
+        fused = self.fused and D.shape[-1] == 1
+        if fused:
+            self._apply_pending(tr, None, None)
+        else:
+            for name in ("W", "H"):
+                if name in tr:
+                    tr[name] = times_blocks(D, tr[name])
         # b also acts through y_{t-1} = out(s_{t-1}; b) on the unit's own state.
+        tr["b"] = times_blocks(D, tr["b"])
         tr["b"].add_(loc.fb + self_coupling(layer, loc) * ob_prev.unsqueeze(-1))
         for name, pre in _presynaptic(layer, x, y_prev).items():
-            tr[name].addcmul_(loc.fI.unsqueeze(-1), pre[:, None, None, :])
+            if fused:
+                tr["pending.pre." + name] = pre
+            else:
+                tr[name].addcmul_(loc.fI.unsqueeze(-1), pre[:, None, None, :])
+        if fused:
+            tr["pending.D"], tr["pending.fI"] = D, loc.fI
+
+    @staticmethod
+    def _apply_pending(tr: TraceState, u: Tensor | None, acc: dict[str, Tensor] | None) -> None:
+        """Run the recorded update of W and H (with the contraction when u is given) and forget it."""
+        if "pending.D" not in tr:
+            return
+        D, fI = tr.pop("pending.D"), tr.pop("pending.fI")
+        for name in ("W", "H"):
+            if name in tr:
+                fused_diagonal_pass(tr[name], D, fI, tr.pop("pending.pre." + name), u,
+                                    None if acc is None else acc[name])
 
     def contract(self, tr: TraceState, loc: Local, L: Tensor, acc: dict[str, Tensor]) -> None:
-        contract_traces(tr, loc, L, acc, "bia,bia...->i...")
+        if "pending.D" not in tr:
+            contract_traces(tr, loc, L, acc, "bia,bia...->i...")
+            return
+        u = L.unsqueeze(-1) * loc.os
+        self._apply_pending(tr, u, acc)
+        acc["b"] += (u * tr["b"]).sum((0, 2)) + (L * loc.ob).sum(0)
 
 
 class NoTrace:
