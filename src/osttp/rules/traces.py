@@ -16,9 +16,10 @@ The three kinds differ only in what they keep of F_t:
                  contraction is one matrix product per weight.
 A trace state is a dict of whatever tensors the kind needs (keyed by what they are); `contract`
 maps them to gradients itself, adding into the layer's accumulators {"W", "H", "b"}. The hot path
-of each kind is its `update` and `contract`, so a new kind (e.g. factorized) is one class plus its
-registration in TRACE_KINDS, whose `oracle` metadata names the modified autograd graph it must equal
-(tests/oracles.py knows the graphs "exact", "diagonal" and "none").
+of each kind is its `update` and `contract`, so a new kind is one class plus its registration in
+TRACE_KINDS, whose `oracle` metadata names the modified autograd graph it must equal (tests/oracles.py
+knows the graphs "exact", "diagonal", "none" and "factorized"; the factorized kind, O(B (n + n_in))
+state, lives in osttp.rules.factorized).
 """
 from __future__ import annotations
 
