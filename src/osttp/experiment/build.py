@@ -21,6 +21,7 @@ from osttp.errors import OsttpError
 from osttp.experiment import config as C
 from osttp.experiment.backend import Backend, Stepper, make_backend
 from osttp.calibration import calibrate_firing
+from osttp.rules.regularisers import RateRegulariser
 from osttp.network import Network
 from osttp.tasks import Task
 
@@ -88,8 +89,11 @@ def make_network(cfg: Mapping[str, Any], task: Task, device: torch.device, dtype
 def make_rule(cfg: Mapping[str, Any], net: Network, backend: Backend, task: Task) -> osttp.Learner:
     t = cfg["train"]
     window = t["window"] if t["rule"] == "tbptt" else None  # other rules ignore it (documented)
-    return osttp.make_learner(t["rule"], net, optimizer=backend.optimizer, schedule=t["schedule"], loss=task.loss,
-                              window=window)
+    learner = osttp.make_learner(t["rule"], net, optimizer=backend.optimizer, schedule=t["schedule"],
+                                 loss=task.loss, window=window)
+    if t["rate_reg"] > 0:
+        learner.rate_regulariser = RateRegulariser(t["rate_reg"], t["rate_target"])
+    return learner
 
 
 def set_threads(cfg: Mapping[str, Any]) -> None:

@@ -98,6 +98,11 @@ SCHEMA: dict[str, dict[str, Key]] = {
                         help="sequence-end | per-step | every-<k> (when updates are applied)"),
         "window": Key("int", None, lo=1, optional=True, flag="--window", metavar="K",
                       help="tbptt window (default 10)"),  # tbptt only
+        "rate_reg": Key("float", 0.0, lo=0.0, flag="--rate-reg", metavar="X",
+                        help="firing-rate regulariser X * B * sum_i (batch-mean rate_i - rate_target)^2 per "
+                             "step and hidden layer, added to every rule's objective (0: off)"),
+        "rate_target": Key("float", 0.1, lo=0.0, flag="--rate-target", metavar="R",
+                           help="target rate of the firing-rate regulariser (default 0.1)"),
         "shuffle": Key("bool", True, flag="--shuffle",
                        help="shuffle training sequences each epoch (order from seed and epoch)"),
         "max_batches": Key("int", None, lo=1, optional=True, flag="--max-train-batches", metavar="N",
