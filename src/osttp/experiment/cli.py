@@ -4,7 +4,7 @@
     osttp compare --task T --rules a,b --seeds 0,1 --out DIR several rules and seeds, summary + plot
     osttp report  DIR [DIR...]                              summary + plot of existing runs
     osttp list                                              tasks, rules, cells
-    osttp demo                                              OSTTP vs BPTT on smnist-rows (configs/demo.toml)
+    osttp demo                                              OSTTP vs DRTP vs BPTT on delayed XOR (configs/demo.toml)
     osttp data    check|path                                dataset files
     osttp sweep   SPEC [--workers N] [--out DIR]            hyper-parameter search (Optuna) on the valid split
 
@@ -309,7 +309,7 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("dirs", nargs="+", metavar="DIR")
     rp.add_argument("--out", metavar="DIR", help="where report.md/.json/.png go (default: the one DIR given)")
     add("list", _cmd_list, "tasks, rules and cells")
-    _add_config_options(add("demo", _cmd_demo, "OSTTP vs BPTT on smnist-rows in a few minutes "
+    _add_config_options(add("demo", _cmd_demo, "OSTTP vs DRTP vs BPTT on delayed XOR in a few minutes "
                                                "(configs/demo.toml, output in runs/demo)"), "demo")
     d = add("data", _cmd_data, "where datasets are looked for, and whether their checksums hold")
     d.add_argument("data_cmd", choices=["check", "path"])
