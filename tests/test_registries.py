@@ -8,7 +8,6 @@ The last tests register a toy cell and a toy trace kind from inside the test and
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 
 import pytest
 import torch
@@ -17,11 +16,11 @@ from torch import Tensor
 import osttp
 import osttp.tasks
 from osttp.cells import CELLS, Local
-from osttp.cells.base import pack_single_state
 from osttp.network import READOUTS
 from osttp.rules import PRESETS, TRACE_KINDS, register_online_preset
 from osttp.rules.traces import NoTrace, _presynaptic, diagonal_jacobian, self_coupling
 from conftest import assert_really_spikes, is_spiking, make_case
+from toys import LinearLeaky
 from oracles import assert_grads_close, bptt_oracle, online_oracle
 
 
@@ -138,33 +137,13 @@ def test_snu_soft_reset_equals_its_oracles_and_differs_from_the_multiplicative_r
 # --------------------------------------------------------------------------------------- toys
 
 
-@dataclass(frozen=True)
-class ToyCell:
-    """s_t = lam s_{t-1} + I_t + b, y_t = tanh(s_t): a cell that exists only in this test."""
-
-    lam: float = 0.6
-    name: str = "toy"
-    n_states: int = 1
-    bias_init: float = 0.0
-
-    def dynamics(self, I: Tensor, s_prev: Tensor, y_prev: Tensor, b: Tensor) -> Tensor:
-        return (self.lam * s_prev[..., 0] + I + b).unsqueeze(-1)
-
-    def output(self, s: Tensor, b: Tensor) -> Tensor:
-        return torch.tanh(s[..., 0])
-
-    def local(self, I: Tensor, s_prev: Tensor, y_prev: Tensor, s: Tensor, b: Tensor) -> Local:
-        t = torch.tanh(s[..., 0])
-        return pack_single_state(fI=1.0, Fs=self.lam, Fy=0.0, fb=1.0, os=1.0 - t * t, ob=0.0)
-
-
 def test_a_toy_cell_registered_here_is_picked_up_by_the_generic_suites() -> None:
-    CELLS.register("toy", ToyCell, help="test-only", spiking=False)
+    CELLS.register("toy", LinearLeaky, help="test-only", spiking=False)
     try:
         assert "toy" in cell_cases() and "toy" in osttp.available_cells()
         run_cell_suite("toy")
         net = osttp.Network.from_sizes([3, 4, 2], cell="toy", recurrent=True)
-        assert net.layers[0].cell == ToyCell()
+        assert net.layers[0].cell == LinearLeaky()
     finally:
         CELLS.unregister("toy")
     assert "toy" not in osttp.available_cells()

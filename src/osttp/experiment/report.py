@@ -118,8 +118,8 @@ def summary_markdown(summary: Mapping[str, Any], title: str, command: str, png_n
     if command:
         parts += ["```", command, "```", ""]
     parts += [summary_table(summary), ""]
-    notes = [f"runs: completed/started; values are mean ± sample standard deviation over seeds "
-             f"(one value when a single seed completed)",
+    notes = ["runs: completed/started; values are mean ± sample standard deviation over seeds "
+             "(one value when a single seed completed)",
              f"test {summary['metric_name']} measured with the {summary['test_params']} parameters",
              "peak MB: the process's peak resident memory (CPU; a compare shares one process) or "
              "torch.cuda.max_memory_allocated (GPU); learner state MB: the largest learner.state_nbytes() "

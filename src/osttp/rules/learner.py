@@ -9,7 +9,7 @@ or ask for one sequence's descent direction: `learner.sequence_gradients(xs, ys,
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
