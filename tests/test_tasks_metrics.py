@@ -118,7 +118,7 @@ def test_jsb_chance_is_constant_frequency_predictor() -> None:
 
 
 def test_class_decision_last_mean_max_by_hand() -> None:
-    from osttp.tasks.base import ClassificationMetric
+    from osttp.tasks.metrics import ClassificationMetric
     from osttp.tasks import Batch
 
     # T=3, B=2, C=2; sequence 0 supervised at steps 1-2, sequence 1 at step 2 only.

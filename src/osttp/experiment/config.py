@@ -27,7 +27,7 @@ from osttp import checks
 from osttp.errors import OsttpError
 from osttp.hardware import DEVICES, SCHEMES
 from osttp.network import READOUTS
-from osttp.tasks.base import DECISIONS
+from osttp.tasks.metrics import DECISIONS
 
 TRAINING = frozenset({"train", "compare"})  # commands that take the experiment flags
 EVERY_RUN = frozenset({"train", "compare", "demo"})

@@ -27,8 +27,9 @@ Public interface:
 """
 from __future__ import annotations
 
-from osttp.hardware.arrays import (IdealArray, PCMArray, QuantizedArray, SynapseArray,
-                                   global_drift_compensation_factor, make_array)
+from osttp.hardware.arrays import (IdealArray, QuantizedArray, SynapseArray, global_drift_compensation_factor,
+                                   make_array)
+from osttp.hardware.pcm_array import PCMArray
 from osttp.hardware.devices import DEVICES, DeviceConfig, IdealDevice, PCMDevice, QuantizedDevice, get_device
 from osttp.hardware.schemes import (SCHEMES, MixedPrecisionScheme, SignScheme, StochasticScheme, UpdateScheme,
                                     get_scheme)

@@ -13,17 +13,8 @@ import os
 from typing import Any, Callable
 
 from osttp.registry import Registry
-from osttp.tasks.base import (
-    SPLITS,
-    Batch,
-    ClassificationMetric,
-    Metric,
-    MultilabelMetric,
-    Task,
-    check_split,
-    multilabel_nll,
-    multilabel_sums,
-)
+from osttp.tasks.base import SPLITS, Batch, Task, check_split
+from osttp.tasks.metrics import ClassificationMetric, Metric, MultilabelMetric, multilabel_nll, multilabel_sums
 
 
 
