@@ -16,6 +16,7 @@ import argparse
 import json
 import shlex
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -38,6 +39,7 @@ def out_dir(command: str) -> Path:
 def run_missing(experiments: list[dict[str, Any]], jobs: int) -> None:
     """Run every command whose compare directory has no summary.json yet (resuming interrupted ones)."""
     todo = [c for e in experiments for c in e["commands"] if not (out_dir(c) / "summary.json").is_file()]
+    # (a compare directory without summary.json is resumed: its finished runs are kept)
     running: list[tuple[subprocess.Popen[bytes], str]] = []
     while todo or running:
         while todo and len(running) < jobs:
@@ -56,31 +58,43 @@ def run_missing(experiments: list[dict[str, Any]], jobs: int) -> None:
                 running.remove((proc, cmd))
 
 
-def fmt(stat: dict[str, Any] | None, digits: int) -> str:
-    if not stat or stat.get("n", 0) == 0 or stat.get("mean") is None:
+def stat(values: list[float]) -> dict[str, Any]:
+    n = len(values)
+    if n == 0:
+        return {"n": 0, "mean": None, "std": None}
+    return {"n": n, "mean": statistics.fmean(values), "std": statistics.stdev(values) if n > 1 else 0.0}
+
+
+def fmt(st: dict[str, Any] | None, digits: int) -> str:
+    if not st or st.get("n", 0) == 0 or st.get("mean") is None:
         return "—"
-    if stat["n"] == 1:
-        return f"{stat['mean']:.{digits}f}"
-    return f"{stat['mean']:.{digits}f} ± {stat['std']:.{digits}f}"
+    if st["n"] == 1:
+        return f"{st['mean']:.{digits}f}"
+    return f"{st['mean']:.{digits}f} ± {st['std']:.{digits}f}"
 
 
 def collect(experiments: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per (experiment, rule): the completed runs of that rule in any of the experiment's
+    compare directories (seeds of one rule may be spread over several directories)."""
     rows = []
     for e in experiments:
+        runs: dict[str, list[dict[str, Any]]] = {}
         for cmd in e["commands"]:
-            d = out_dir(cmd)
-            path = d / "summary.json"
-            if not path.is_file():
-                rows.append({"experiment": e["name"], "command": cmd, "missing": True})
-                continue
-            s = json.loads(path.read_text())
-            for rule, r in s["rules"].items():
-                rows.append({"experiment": e["name"], "task": s["tasks"][0], "rule": rule, "label": e.get(
-                    "labels", {}).get(rule, rule), "metric": s["metric_name"], "higher_is_better": s["higher_is_better"],
-                    "chance": s["chance"], "seeds": r["seeds"], "completed": r["completed"],
-                    "valid": r["valid_metric"], "test": r["test_metric"], "wall_s": r["wall_s"],
-                    "target": e.get("targets", {}).get(rule), "command": cmd, "dir": str(d.relative_to(ROOT)),
-                    "plot": str((d / "compare.png").relative_to(ROOT))})
+            for path in sorted((out_dir(cmd) / "runs").glob("*/results.json")):
+                r = json.loads(path.read_text())
+                if r.get("status") == "completed":
+                    r["dir"], r["command"] = str(path.parent.relative_to(ROOT)), cmd
+                    runs.setdefault(r["rule"], []).append(r)
+        for rule, rs in runs.items():
+            first = rs[0]
+            rows.append({"experiment": e["name"], "task": first["task"], "rule": rule,
+                         "label": e.get("labels", {}).get(rule, rule), "metric": first["metric_name"],
+                         "higher_is_better": first["higher_is_better"], "chance": first["chance"],
+                         "seeds": sorted(r["seed"] for r in rs), "epochs": first["epochs"],
+                         "valid": stat([r["valid_metric"] for r in rs]), "test": stat([r["test_metric"] for r in rs]),
+                         "test_per_seed": {r["seed"]: r["test_metric"] for r in rs},
+                         "wall_s": stat([r["wall_s"] for r in rs]), "target": e.get("targets", {}).get(rule),
+                         "runs": [r["dir"] for r in rs], "commands": sorted({r["command"] for r in rs})})
     return rows
 
 
@@ -92,30 +106,26 @@ def markdown(experiments: list[dict[str, Any]], rows: list[dict[str, Any]], mani
              "final configuration was read once. mean ± std over seeds; wall time is per run, on a shared "
              "2-core CPU machine, one thread per run.", ""]
     for e in experiments:
-        mine = [r for r in rows if r["experiment"] == e["name"]]
+        done = [r for r in rows if r["experiment"] == e["name"]]
         lines += [f"## {e['title']}", "", e.get("note", "").strip(), ""]
-        done = [r for r in mine if not r.get("missing")]
         if done:
-            digits = 4 if done[0]["metric"] != "accuracy" else 4
             better = "higher" if done[0]["higher_is_better"] else "lower"
             lines += [f"Metric: test {done[0]['metric']} ({better} is better; chance / constant predictor "
                       f"{done[0]['chance']:.4g}).", "",
-                      "| rule | seeds | valid | test | target | wall s per run |", "|---|---|---|---|---|---|"]
+                      "| rule | seeds | epochs | valid | test | test per seed | target | wall s per run |",
+                      "|---|---|---|---|---|---|---|---|"]
             for r in done:
-                lines.append(f"| {r['label']} | {len(r['seeds'])} | {fmt(r['valid'], digits)} | "
-                             f"{fmt(r['test'], digits)} | {r['target'] or '—'} | {fmt(r['wall_s'], 0)} |")
+                per_seed = ", ".join(f"{v:.4f}" for _, v in sorted(r["test_per_seed"].items()))
+                lines.append(f"| {r['label']} | {len(r['seeds'])} | {r['epochs']} | {fmt(r['valid'], 4)} | "
+                             f"{fmt(r['test'], 4)} | {per_seed} | {r['target'] or '—'} | {fmt(r['wall_s'], 0)} |")
             lines.append("")
-            for plot in dict.fromkeys(r["plot"] for r in done):
-                name = "results_" + plot.replace("/", "_").replace("runs_acc_", "")
-                src = ROOT / plot
-                if src.is_file():
-                    shutil.copyfile(src, ROOT / "docs" / name)
-                    lines.append(f"![learning curves]({name})")
-            lines.append("")
-        lines += ["Commands:", "", "```sh", *e["commands"], "```", ""]
-        missing = [r["command"] for r in mine if r.get("missing")]
-        if missing:
-            lines += ["Not run yet: " + "; ".join(f"`{m}`" for m in missing), ""]
+        for cmd in e["commands"]:
+            src = out_dir(cmd) / "compare.png"
+            if src.is_file():
+                name = f"results_{out_dir(cmd).name}.png"
+                shutil.copyfile(src, ROOT / "docs" / name)
+                lines.append(f"![learning curves of {out_dir(cmd).name}]({name})")
+        lines += ["", "Commands:", "", "```sh", *e["commands"], "```", ""]
     return "\n".join(lines)
 
 
@@ -132,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     (ROOT / "results").mkdir(exist_ok=True)
     (ROOT / "results" / "accuracy.json").write_text(json.dumps({"manifest": args.manifest, "rows": rows}, indent=1))
     (ROOT / "docs" / "results.md").write_text(markdown(experiments, rows, args.manifest))
-    print(f"wrote results/accuracy.json and docs/results.md ({sum(not r.get('missing') for r in rows)} rows)")
+    print(f"wrote results/accuracy.json and docs/results.md ({len(rows)} rows)")
     return 0
 
 
