@@ -119,12 +119,14 @@ def markdown(experiments: list[dict[str, Any]], rows: list[dict[str, Any]], mani
                 lines.append(f"| {r['label']} | {len(r['seeds'])} | {r['epochs']} | {fmt(r['valid'], 4)} | "
                              f"{fmt(r['test'], 4)} | {per_seed} | {r['target'] or '—'} | {fmt(r['wall_s'], 0)} |")
             lines.append("")
-        for cmd in e["commands"]:
-            src = out_dir(cmd) / "compare.png"
-            if src.is_file():
-                name = f"results_{out_dir(cmd).name}.png"
-                shutil.copyfile(src, ROOT / "docs" / name)
-                lines.append(f"![learning curves of {out_dir(cmd).name}]({name})")
+        dirs = [str(out_dir(c).relative_to(ROOT)) for c in e["commands"] if (out_dir(c) / "runs").is_dir()]
+        if done and dirs:  # one learning-curve plot over all of the experiment's runs (`osttp report`)
+            report = ROOT / "runs" / "acc" / f"report-{e['name']}"
+            subprocess.run([sys.executable, "-m", "osttp", "report", *dirs, "--out", str(report)], cwd=ROOT,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+            if (report / "report.png").is_file():
+                shutil.copyfile(report / "report.png", ROOT / "docs" / f"results_{e['name']}.png")
+                lines.append(f"![learning curves: valid metric per epoch, mean ± std over seeds](results_{e['name']}.png)")
         lines += ["", "Commands:", "", "```sh", *e["commands"], "```", ""]
     return "\n".join(lines)
 
