@@ -169,7 +169,7 @@ def _spatial_signal_at_step(net: Network, l: int, y_l: Tensor, prev_states: list
 
 
 def online_oracle(net: Network, xs: Tensor, ys: Tensor, mask: Tensor | None, trace: str, signal: str,
-                  rate_reg: tuple[float, float] | None = None) -> dict[str, Tensor]:
+                  rate_reg: tuple[float, float] | None = None, prior: Tensor | None = None) -> dict[str, Tensor]:
     """Gradients of an online rule (registered trace kind x signal) by autograd on its modified graph."""
     graph = oracle_graph(trace)
     if signal not in SIGNAL_NAMES:
@@ -206,7 +206,8 @@ def online_oracle(net: Network, xs: Tensor, ys: Tensor, mask: Tensor | None, tra
             elif signal == "target-projection":
                 L = (m.unsqueeze(-1) * target) @ net.feedback[l]
             elif signal == "centred-target-projection":
-                L = (m.unsqueeze(-1) * (target - target.mean(-1, keepdim=True))) @ net.feedback[l]
+                centre = target.mean(-1, keepdim=True) if prior is None else prior
+                L = (m.unsqueeze(-1) * (target - centre)) @ net.feedback[l]
             elif signal == "random-error":
                 L = error @ net.feedback[l]
             elif signal == "symmetric-error":

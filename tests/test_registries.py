@@ -258,3 +258,16 @@ def test_bptt_with_the_rate_regulariser_equals_autograd() -> None:
                        bptt_oracle(case.net, case.xs, case.ys, case.mask, rate_reg=(0.5, 0.1)), 1e-12)
     with pytest.raises(osttp.OsttpError, match="rate_reg"):
         RateRegulariser(-1.0)
+
+
+@pytest.mark.parametrize("targets", ["index", "multihot"])
+def test_centred_projection_with_a_class_prior_equals_its_oracle(targets: str) -> None:
+    case = make_case("snu", [4, 5, 4, 3], True, seed=51, T=12, targets=targets)
+    prior = torch.tensor([0.5, 0.2, 0.3], dtype=torch.float64)
+    learner = osttp.make_learner("osttp-centred", case.net)
+    learner.signal.prior = prior
+    got = learner.sequence_gradients(case.xs, case.ys, case.mask)
+    assert_grads_close(got, online_oracle(case.net, case.xs, case.ys, case.mask, "diagonal",
+                                          "centred-target-projection", prior=prior))
+    plain = osttp.make_learner("osttp-centred", case.net).sequence_gradients(case.xs, case.ys, case.mask)
+    assert not torch.allclose(plain["layers.0.W"], got["layers.0.W"])

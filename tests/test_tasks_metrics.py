@@ -139,3 +139,11 @@ def test_class_decision_last_mean_max_by_hand() -> None:
     assert acc == {"last": 0.5, "mean": 1.0, "max": 1.0}
     with pytest.raises(OsttpError, match="decision"):
         ClassificationMetric(2, "vote")
+
+
+def test_target_prior_is_the_mean_target_over_supervised_steps() -> None:
+    t = tasks.load("delayed-xor", "valid", delay=2, n_valid=64)
+    prior = t.target_prior()
+    assert prior.shape == (2,) and abs(float(prior.sum()) - 1.0) < 1e-12
+    labels = torch.cat([b.ys[-1] for b in t.batches(16)])  # balanced XOR labels
+    assert torch.allclose(prior, torch.bincount(labels, minlength=2).to(torch.float64) / labels.numel())

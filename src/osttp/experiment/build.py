@@ -91,6 +91,9 @@ def make_rule(cfg: Mapping[str, Any], net: Network, backend: Backend, task: Task
     window = t["window"] if t["rule"] == "tbptt" else None  # other rules ignore it (documented)
     learner = osttp.make_learner(t["rule"], net, optimizer=backend.optimizer, schedule=t["schedule"],
                                  loss=task.loss, window=window)
+    if getattr(learner, "signal", None) is not None and hasattr(learner.signal, "prior"):
+        # centred target projection: centre on the training split's class (or key) frequencies
+        learner.signal.prior = task.target_prior().to(dtype=net.dtype, device=net.device)
     if t["rate_reg"] > 0:
         learner.rate_regulariser = RateRegulariser(t["rate_reg"], t["rate_target"])
     return learner

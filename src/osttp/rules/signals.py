@@ -49,17 +49,22 @@ class TargetProjection:
 
 
 class CentredTargetProjection(TargetProjection):
-    """L_t^l = m_t (y*_t - mean_c y*_t) B_l: the target projection without its class-independent part.
+    """L_t^l = m_t (y*_t - p) B_l: the target projection without its class-independent part.
 
-    With one-hot targets the plain projection pushes every unit by the same B_l column sum for every
-    class as well; removing the mean over classes removes that common push (docs/learning.md measures
-    its effect)."""
+    p is `prior` (C,), the mean target per class -- class frequencies, or per-key note frequencies for
+    multi-label targets -- when one is set (the application sets it from the training split), else the
+    mean of y*_t over the classes of each sample (1/C for one-hot targets). The plain projection moves
+    every unit by the same column sum of B_l for every class as well; centring removes that common
+    push (docs/learning.md measures its effect)."""
 
     name = "centred-target-projection"
 
+    def __init__(self, prior: Tensor | None = None) -> None:
+        self.prior = prior
+
     def for_layer(self, net: Network, l: int, ctx: StepContext, above: Tensor | None) -> Tensor:
-        target = ctx.target - ctx.target.mean(-1, keepdim=True)
-        return (ctx.mask.unsqueeze(-1) * target) @ net.feedback[l]
+        centre = ctx.target.mean(-1, keepdim=True) if self.prior is None else self.prior
+        return (ctx.mask.unsqueeze(-1) * (ctx.target - centre)) @ net.feedback[l]
 
 
 class RandomErrorProjection:

@@ -159,6 +159,19 @@ class Task:
             return ClassificationMetric(self.n_out, decision)
         return MultilabelMetric(self.n_out)
 
+    def target_prior(self) -> torch.Tensor:
+        """The mean target per class over every supervised step of this split (C,), float64: class
+        frequencies, or per-key note frequencies for multi-label tasks."""
+        total = torch.zeros(self.n_out, dtype=torch.float64)
+        weight = torch.zeros((), dtype=torch.float64)
+        for b in self.batches(512, shuffle=False, dtype=torch.float64):
+            y = b.ys if self.target_kind != "class" else torch.nn.functional.one_hot(b.ys, self.n_out).to(torch.float64)
+            total += (b.mask.unsqueeze(-1) * y).sum((0, 1))
+            weight += b.mask.sum()
+        if weight <= 0:
+            raise OsttpError(f"task {self.name!r} ({self.split}): no supervised step to take a target prior from")
+        return total / weight
+
     def num_batches(self, batch_size: int) -> int:
         b = check_int(self.name, "batch_size", batch_size, lo=1)
         return (len(self) + b - 1) // b
