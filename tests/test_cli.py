@@ -478,3 +478,13 @@ def test_best_valid_test_params(tmp_path, capsys) -> None:
     assert res["valid_metric"] == max(vals) == res["best_valid_metric"]
     assert res["best_epoch"] == vals.index(max(vals)) + 1
     assert _load(out / "checkpoints" / "best.pt")["epoch"] == res["best_epoch"]
+
+
+def test_hidden_lr_scale_gives_the_hidden_layers_their_own_learning_rate() -> None:
+    from osttp.experiment.build import prepare
+
+    cfg = C.resolve((C.defaults(), "defaults"), ({"task": {"name": "delayed-xor"}, "train": {
+        "rule": "osttp", "lr": 2e-3, "hidden_lr_scale": 0.25}, "model": {"hidden": [4]}}, "test"))
+    groups = prepare(cfg).backend.optimizer.param_groups
+    assert [g["lr"] for g in groups] == [5e-4, 2e-3]
+    assert [len(g["params"]) for g in groups] == [2, 2]  # W, b of the layer; weight, bias of the readout

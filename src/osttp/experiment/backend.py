@@ -90,6 +90,15 @@ class Backend(ABC):
         the backend has no drift or the config turned it off."""
 
 
+def _param_groups(net: Network, lr: float, hidden_scale: float) -> list[dict[str, Any]]:
+    """The hidden layers' parameters at lr * hidden_scale, the readout's at lr (one group when equal,
+    so optimizer state dicts keep their old layout)."""
+    if hidden_scale == 1.0:
+        return [{"params": list(net.parameters())}]
+    return [{"params": list(net.layers.parameters()), "lr": lr * hidden_scale},
+            {"params": list(net.readout.parameters())}]
+
+
 class FloatBackend(Backend):
     """Plain tensors and a torch optimizer: the decision of how gradients become parameter changes."""
 
@@ -97,11 +106,12 @@ class FloatBackend(Backend):
         super().__init__(cfg, net)
         t = cfg["train"]
         self.torch_optimizer: torch.optim.Optimizer
+        groups = _param_groups(net, t["lr"], t["hidden_lr_scale"])
         if t["optimizer"] == "sgd":
-            self.torch_optimizer = torch.optim.SGD(net.parameters(), lr=t["lr"], momentum=t["momentum"],
+            self.torch_optimizer = torch.optim.SGD(groups, lr=t["lr"], momentum=t["momentum"],
                                                    weight_decay=t["weight_decay"])
         else:
-            self.torch_optimizer = torch.optim.Adam(net.parameters(), lr=t["lr"], weight_decay=t["weight_decay"])
+            self.torch_optimizer = torch.optim.Adam(groups, lr=t["lr"], weight_decay=t["weight_decay"])
         self.optimizer = self.torch_optimizer
 
     def stepper(self, learner: osttp.Learner) -> Stepper:

@@ -98,6 +98,8 @@ SCHEMA: dict[str, dict[str, Key]] = {
                         help="sequence-end | per-step | every-<k> (when updates are applied)"),
         "window": Key("int", None, lo=1, optional=True, flag="--window", metavar="K",
                       help="tbptt window (default 10)"),  # tbptt only
+        "hidden_lr_scale": Key("float", 1.0, lo=0.0, strict=True, flag="--hidden-lr-scale", metavar="S",
+                               help="the hidden layers learn at lr * S, the readout at lr (default 1)"),
         "rate_reg": Key("float", 0.0, lo=0.0, flag="--rate-reg", metavar="X",
                         help="firing-rate regulariser X * B * sum_i (batch-mean rate_i - rate_target)^2 per "
                              "step and hidden layer, added to every rule's objective (0: off)"),
@@ -289,6 +291,9 @@ def check_consistency(cfg: Mapping[str, Any]) -> None:
                          f"not {tr['optimizer']}")
     hw = cfg["hardware"]
     if hw["synapse"] != "float":
+        if tr["hidden_lr_scale"] != 1.0:
+            raise OsttpError(f"config key train.hidden_lr_scale = {tr['hidden_lr_scale']} is not supported with "
+                             f"hardware.synapse = {checks.show(hw['synapse'])}: the devices share one learning rate")
         for key in ("momentum", "weight_decay"):
             if tr[key] != 0.0:
                 raise OsttpError(f"config key train.{key} = {tr[key]} is not supported with hardware.synapse = "
