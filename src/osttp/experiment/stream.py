@@ -189,7 +189,7 @@ def stream_run(cfg: dict[str, Any], out: Path, *, resume: bool = False, quiet: b
             t0 = time.perf_counter()
             target = min(s["steps"], (run.steps // every_ckpt + 1) * every_ckpt)
             run.run(target - run.steps, on_record)
-            run.run_until_saveable(s["steps"] - run.steps)
+            run.run_until_saveable(s["steps"] - run.steps, on_record)
             seconds += time.perf_counter() - t0
             if run.ready_to_save:
                 _checkpoint(run, last, device, seconds)
@@ -201,6 +201,7 @@ def stream_run(cfg: dict[str, Any], out: Path, *, resume: bool = False, quiet: b
     finally:
         bar.close()
     results = _results(cfg, run, device, "completed", seconds, state_bytes)
+    _write_records(out, run.meter.records)
     save_atomic({"format": CHECKPOINT_FORMAT, "model": run.learner.net.state_dict(),
                  "net_config": run.learner.net.config}, out / "model.pt")
     write_text_atomic(out / "results.json", dumps_json(results))

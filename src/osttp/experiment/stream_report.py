@@ -49,7 +49,7 @@ def stream_rows(dirs: list[Path]) -> list[dict[str, Any]]:
 
 def _label(row: dict[str, Any], used: set[str]) -> str:
     res = row["results"] or {}
-    label = res.get("rule") or row["name"]
+    label = res.get("prequential", {}).get("rule") or row["name"]  # the learner's name: tbptt-10, not tbptt
     if label in used:
         label = f"{label} ({row['name']})"
     used.add(label)

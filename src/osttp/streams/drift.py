@@ -33,7 +33,7 @@ class DriftSource(Source):
         self.every = checks.integer("stream.drift_every", every, ge=1)
         self.seed = checks.integer("stream seed", seed, ge=0)
         for attr in ("name", "n_in", "n_out", "target_kind", "loss", "metric_name", "higher_is_better",
-                     "fixed_length", "first_task"):
+                     "fixed_length"):
             setattr(self, attr, getattr(base, attr))
 
     def phase(self, n: int) -> int:

@@ -110,11 +110,11 @@ class Prequential:
                 if on_record is not None:
                     on_record(meter.records[-1])
 
-    def run_until_saveable(self, limit: int) -> int:
+    def run_until_saveable(self, limit: int, on_record: Callable[[dict[str, Any]], None] | None = None) -> int:
         """Step on (at most `limit` steps) until the learner holds no autograd graph; steps taken."""
         taken = 0
         while not can_snapshot(self.learner) and taken < limit:
-            self.run(1)
+            self.run(1, on_record)
             taken += 1
         return taken
 

@@ -41,7 +41,6 @@ class Source:
     metric_name: str  # "accuracy" or "nll"
     higher_is_better: bool
     fixed_length: int | None  # every sequence has this many steps; None: lengths vary
-    first_task: Task  # a task of the source (the network is sized and calibrated from it)
 
     def sequence(self, lane: int, n: int) -> Sequence:
         raise NotImplementedError
@@ -80,7 +79,6 @@ class TaskSource(Source):
         self.metric_name = "accuracy" if task.target_kind == "class" else "nll"
         self.higher_is_better = task.target_kind == "class"
         self.fixed_length = _fixed_length(task)
-        self.first_task = task
         self._n = len(task)
         if self._n == 0:
             raise OsttpError(f"task {task.name!r} split {task.split!r} has no sequences to stream")
