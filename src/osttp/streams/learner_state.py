@@ -62,6 +62,9 @@ def snapshot(learner: Learner) -> dict[str, Any]:
 
 
 def _rebuild(template: Any, data: Any, where: str, device: torch.device) -> Any:
+    """`data` with the container types of `template` (the learner's freshly reset state): the named
+    tuples and dataclasses that plain containers lose. A field that is None after a reset (e.g. the
+    readout eligibility before the first step) takes the saved value as it is: a tensor or a scalar."""
     if dataclasses.is_dataclass(template) and not isinstance(template, type):
         if not isinstance(data, dict):
             raise OsttpError(f"learner state {where}: expected a table, got {type(data).__name__}")
@@ -73,9 +76,11 @@ def _rebuild(template: Any, data: Any, where: str, device: torch.device) -> Any:
     if isinstance(template, tuple) and hasattr(template, "_fields"):
         if not isinstance(data, (list, tuple)) or len(data) != len(template):
             raise OsttpError(f"learner state {where}: expected {len(template)} values")
-        return type(template)(*(_rebuild(t, d, f"{where}[{i}]", device) for i, (t, d) in enumerate(zip(template, data))))
+        return type(template)(*(_rebuild(t, d, f"{where}[{i}]", device)
+                                for i, (t, d) in enumerate(zip(template, data))))
     if isinstance(template, list) and isinstance(data, list):
-        return [_rebuild(template[i] if i < len(template) else None, d, f"{where}[{i}]", device) for i, d in enumerate(data)]
+        return [_rebuild(template[i] if i < len(template) else None, d, f"{where}[{i}]", device)
+                for i, d in enumerate(data)]
     if isinstance(template, dict) and isinstance(data, dict):
         return {k: _rebuild(template.get(k), v, f"{where}[{k!r}]", device) for k, v in data.items()}
     if isinstance(template, torch.Tensor) and isinstance(data, torch.Tensor) and \
