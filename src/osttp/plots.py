@@ -131,7 +131,7 @@ def plot_stream(curves: Mapping[str, Sequence[Mapping[str, Any]]], metric_name: 
     one colour per label: the windowed metric solid, the cumulative one dotted; drift points as
     vertical lines. Writes a PNG and returns its path."""
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(9, 4.2))
+    fig, ax = plt.subplots(figsize=(10.5, 4.2))
     for i, (label, records) in enumerate(curves.items()):
         c = f"C{i % 10}"
         for key, style, lab in ((f"window_{metric_name}", "-", label), (f"cumulative_{metric_name}", ":", None)):
@@ -144,8 +144,9 @@ def plot_stream(curves: Mapping[str, Sequence[Mapping[str, Any]]], metric_name: 
     ax.set_xlabel("step (per lane)")
     ax.set_ylabel(f"prequential {metric_name}")
     ax.grid(True, alpha=0.3)
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=8, title="solid: sliding window, dotted: cumulative", title_fontsize=8)
+    if ax.get_legend_handles_labels()[0]:  # outside the axes: the curves fill the whole plot
+        ax.legend(fontsize=8, title="solid: sliding window\ndotted: cumulative", title_fontsize=8,
+                  loc="upper left", bbox_to_anchor=(1.01, 1.0))
     if title:
         ax.set_title(title, fontsize=10)
     fig.tight_layout()
