@@ -1,6 +1,7 @@
-"""Figures from plain records (matplotlib, Agg backend: no display needed): learning curves and drift curves.
+"""Figures from plain records (matplotlib, Agg backend: no display needed): learning curves, drift curves
+and prequential stream curves.
 
-Both take plain data, not run directories: the application (osttp.experiment) and the library's users
+All take plain data, not run directories: the application (osttp.experiment) and the library's users
 (osttp.hardware.plot_drift is `plot_drift` here) call the same functions.
 """
 from __future__ import annotations
@@ -122,3 +123,34 @@ def plot_drift(rows: DriftRows, path: str | Path, metric: str | None = None,
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return str(path)
+
+
+def plot_stream(curves: Mapping[str, Sequence[Mapping[str, Any]]], metric_name: str, path: str | Path, *,
+                drift_steps: Sequence[int] = (), title: str = "") -> Path:
+    """Prequential curves (osttp.streams records: "step", "window_<metric>", "cumulative_<metric>"),
+    one colour per label: the windowed metric solid, the cumulative one dotted; drift points as
+    vertical lines. Writes a PNG and returns its path."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(10.5, 4.2))
+    for i, (label, records) in enumerate(curves.items()):
+        c = f"C{i % 10}"
+        for key, style, lab in ((f"window_{metric_name}", "-", label), (f"cumulative_{metric_name}", ":", None)):
+            pts = [(r["step"], r[key]) for r in records
+                   if isinstance(r.get(key), (int, float)) and math.isfinite(r[key])]
+            if pts:
+                ax.plot([p[0] for p in pts], [p[1] for p in pts], style, color=c, linewidth=1.2, label=lab)
+    for j, d in enumerate(drift_steps):
+        ax.axvline(d, color="grey", linestyle="--", linewidth=0.8, label="drift point" if j == 0 else None)
+    ax.set_xlabel("step (per lane)")
+    ax.set_ylabel(f"prequential {metric_name}")
+    ax.grid(True, alpha=0.3)
+    if ax.get_legend_handles_labels()[0]:  # outside the axes: the curves fill the whole plot
+        ax.legend(fontsize=8, title="solid: sliding window\ndotted: cumulative", title_fontsize=8,
+                  loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    if title:
+        ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -7,6 +7,7 @@
     osttp demo                                              OSTTP vs DRTP vs BPTT on delayed XOR (configs/demo.toml)
     osttp data    check|path                                dataset files
     osttp sweep   SPEC [--workers N] [--out DIR]            hyper-parameter search (Optuna) on the valid split
+    osttp stream  --task T --rule R [--drift D] --out DIR   learn while processing: prequential metrics on a stream
 
 Exit codes: 0 success, 2 bad input (one line on stderr), 3 training diverged (NaN/Inf), 130 interrupted.
 """
@@ -239,12 +240,24 @@ def _cmd_report(args: argparse.Namespace, argv: Sequence[str]) -> int:
         out = dirs[0]
     else:
         raise OsttpError("several directories given: pass --out DIR for the report")
+    from osttp.experiment import stream_report
+
+    if any(stream_report.is_stream_dir(d) for d in dirs):  # stream directories: their own table and plot
+        print(stream_report.write_stream_report(dirs, out, command=_command(argv)))
+        return 0
     summary = write_summary(dirs, out, command=_command(argv), title="osttp report",
                                    png_name="report.png", md_name="report.md", json_name="report.json")
     _print_summary(summary, out, "report.png", "report.md")
     return 0
 
 
+
+
+def _cmd_stream(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    from osttp.experiment.stream import stream_command
+
+    return stream_command(_file_config(args), (_flags_config(args), "command line"), out=args.out,
+                          resume=args.resume, quiet=args.quiet, command=_command(argv))
 
 
 def _task_line(name: str) -> str:
@@ -316,6 +329,8 @@ def build_parser() -> argparse.ArgumentParser:
     from osttp.experiment.sweep import add_arguments as add_sweep_arguments
 
     add_sweep_arguments(add("sweep", _cmd_sweep, "search config keys with Optuna; trials selected on the valid split"))
+    _add_config_options(add("stream", _cmd_stream, "learn while processing: one rule on a (drifting) stream, "
+                                                   "scored prequentially (docs/streaming.md)"), "stream")
     return p
 
 

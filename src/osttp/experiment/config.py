@@ -9,6 +9,7 @@ A configuration is a nested dict of plain values, one table per concern:
     [hardware]        synapse, update, w_range, bits, drift_eval (simulated memristive synapses)
     [run]             device, checkpoint_every, threads (how the process runs; may change on --resume)
     [compare]         rules, seeds (only for `osttp compare` / `osttp demo`)
+    [stream]          source, drift, steps, lanes, metric window, ... (only for `osttp stream`)
 
 `SCHEMA` declares every key once: its kind, default, bounds, choices, and the command-line flag that
 sets it (with its help text and the commands that offer it); the argparse options of osttp.experiment.cli
@@ -27,10 +28,14 @@ from osttp import checks
 from osttp.errors import OsttpError
 from osttp.hardware import DEVICES, SCHEMES
 from osttp.network import READOUTS
+from osttp.streams import ORDERS, PERMUTE_AXES, SCENARIOS, SCORES
+from osttp.tasks.base import SPLITS
 from osttp.tasks.metrics import DECISIONS
 
 TRAINING = frozenset({"train", "compare"})  # commands that take the experiment flags
 EVERY_RUN = frozenset({"train", "compare", "demo"})
+STREAMING = TRAINING | {"stream"}  # keys `osttp stream` shares with training (docs/streaming.md)
+STREAM_ONLY = frozenset({"stream"})
 
 
 @dataclass(frozen=True)
@@ -58,45 +63,51 @@ class Key:
 SCHEMA: dict[str, dict[str, Key]] = {
     "task": {
         # required in the end; checked by `require_run_keys`
-        "name": Key("str", optional=True, flag="--task", metavar="T", help="task name (osttp list)"),
-        "params": Key("table", {}, flag="--task-param", metavar="KEY=VALUE",
+        "name": Key("str", optional=True, commands=STREAMING, flag="--task", metavar="T",
+                    help="task name (osttp list)"),
+        "params": Key("table", {}, commands=STREAMING, flag="--task-param", metavar="KEY=VALUE",
                       help="task parameter, repeatable (e.g. limit=1000, label=last)"),
     },
     "model": {
-        "cell": Key("str", "snu", flag="--cell", metavar="C", help="cell kind (osttp list)"),
-        "hidden": Key("ints", [256, 256], lo=1, nonempty=True, flag="--hidden", metavar="N,N",
+        "cell": Key("str", "snu", commands=STREAMING, flag="--cell", metavar="C", help="cell kind (osttp list)"),
+        "hidden": Key("ints", [256, 256], lo=1, nonempty=True, commands=STREAMING, flag="--hidden", metavar="N,N",
                       help="hidden layer sizes, e.g. 256,256"),
-        "recurrent": Key("bool", False, flag="--recurrent", help="recurrent weights H in every hidden layer"),
-        "dtype": Key("str", "float32", choices=("float32", "float64"), flag="--dtype",
+        "recurrent": Key("bool", False, commands=STREAMING, flag="--recurrent",
+                         help="recurrent weights H in every hidden layer"),
+        "dtype": Key("str", "float32", choices=("float32", "float64"), commands=STREAMING, flag="--dtype",
                      help="precision of parameters, states and data"),
-        "feedback_scale": Key("float", None, lo=0.0, optional=True, flag="--feedback-scale", metavar="X",
+        "feedback_scale": Key("float", None, lo=0.0, optional=True, commands=STREAMING, flag="--feedback-scale",
+                              metavar="X",
                               help="B_l ~ U(-X, X) instead of the default U(-sqrt(6/n), sqrt(6/n))"),
-        "cell_options": Key("table", {}, flag="--cell-option", metavar="KEY=VALUE",
+        "cell_options": Key("table", {}, commands=STREAMING, flag="--cell-option", metavar="KEY=VALUE",
                             help="cell hyperparameter, repeatable (e.g. d=0.4, g=identity)"),
-        "readout": Key("str", "linear", choices=tuple(READOUTS), flag="--readout",
+        "readout": Key("str", "linear", choices=tuple(READOUTS), commands=STREAMING, flag="--readout",
                        help="readout kind: linear, or integrator o_t = kappa o_{t-1} + V y_t + c"),
-        "kappa": Key("float", None, lo=0.0, optional=True, flag="--kappa", metavar="K",
+        "kappa": Key("float", None, lo=0.0, optional=True, commands=STREAMING, flag="--kappa", metavar="K",
                      help="leak of the integrator readout, in [0, 1) (default 0.9)"),
-        "init_rate": Key("float", None, lo=0.0, strict=True, optional=True, flag="--init-rate", metavar="R",
+        "init_rate": Key("float", None, lo=0.0, strict=True, optional=True, commands=STREAMING, flag="--init-rate",
+                         metavar="R",
                          help="scale each spiking layer's input weights at init so it fires at rate R on a "
                               "training batch (osttp.calibration); default: Glorot as is"),
     },
     "train": {
         # required for train; compare sets it per run
         "rule": Key("str", optional=True, flag="--rule", metavar="R", help="learning rule (osttp list)",
-                    commands=frozenset({"train"})),
+                    commands=frozenset({"train", "stream"})),
         "seed": Key("int", 0, lo=0, flag="--seed", metavar="S", help="weights and data order seed",
-                    commands=frozenset({"train"})),
+                    commands=frozenset({"train", "stream"})),
         "epochs": Key("int", 10, lo=1, flag="--epochs", metavar="N", help="passes over the training split"),
         "batch_size": Key("int", 64, lo=1, flag="--batch-size", metavar="B", help="training sequences per batch"),
-        "optimizer": Key("str", "adam", choices=("adam", "sgd"), flag="--optimizer",
+        "optimizer": Key("str", "adam", choices=("adam", "sgd"), commands=STREAMING, flag="--optimizer",
                          help="torch optimizer (simulated synapses: sgd)"),
-        "lr": Key("float", 1e-3, lo=0.0, strict=True, flag="--lr", metavar="X", help="learning rate"),
-        "momentum": Key("float", 0.0, lo=0.0, flag="--momentum", metavar="X", help="SGD momentum"),
-        "weight_decay": Key("float", 0.0, lo=0.0, flag="--weight-decay", metavar="X", help="L2 weight decay"),
-        "schedule": Key("str", "sequence-end", flag="--schedule", metavar="S",
+        "lr": Key("float", 1e-3, lo=0.0, strict=True, commands=STREAMING, flag="--lr", metavar="X",
+                  help="learning rate"),
+        "momentum": Key("float", 0.0, lo=0.0, commands=STREAMING, flag="--momentum", metavar="X", help="SGD momentum"),
+        "weight_decay": Key("float", 0.0, lo=0.0, commands=STREAMING, flag="--weight-decay", metavar="X",
+                            help="L2 weight decay"),
+        "schedule": Key("str", "sequence-end", commands=STREAMING, flag="--schedule", metavar="S",
                         help="sequence-end | per-step | every-<k> (when updates are applied)"),
-        "window": Key("int", None, lo=1, optional=True, flag="--window", metavar="K",
+        "window": Key("int", None, lo=1, optional=True, commands=STREAMING, flag="--window", metavar="K",
                       help="tbptt window (default 10)"),  # tbptt only
         "hidden_lr_scale": Key("float", 1.0, lo=0.0, strict=True, flag="--hidden-lr-scale", metavar="S",
                                help="the hidden layers learn at lr * S, the readout at lr (default 1)"),
@@ -142,11 +153,11 @@ SCHEMA: dict[str, dict[str, Key]] = {
                                "(default on)"),
     },
     "run": {
-        "device": Key("str", "auto", flag="--device", metavar="D", commands=EVERY_RUN,
+        "device": Key("str", "auto", flag="--device", metavar="D", commands=EVERY_RUN | {"stream"},
                       help="auto (CUDA when present) | cpu | cuda | cuda:N"),
         "checkpoint_every": Key("int", 0, lo=0, flag="--checkpoint-every", metavar="N",
                                 help="also checkpoint every N training batches (default 0: epoch ends only)"),
-        "threads": Key("int", 0, lo=0, flag="--threads", metavar="N", commands=EVERY_RUN,
+        "threads": Key("int", 0, lo=0, flag="--threads", metavar="N", commands=EVERY_RUN | {"stream"},
                        help="torch CPU threads (default 0: torch's choice)"),
     },
     "compare": {
@@ -154,6 +165,40 @@ SCHEMA: dict[str, dict[str, Key]] = {
                      help="rules to compare", commands=frozenset({"compare"})),
         "seeds": Key("ints", [0], lo=0, nonempty=True, unique=True, flag="--seeds", metavar="S,S",
                      help="seeds for every rule", commands=frozenset({"compare"})),
+    },
+    "stream": {  # `osttp stream`: prequential learning on a stream (docs/streaming.md)
+        "split": Key("str", "train", choices=SPLITS, flag="--split", commands=STREAM_ONLY,
+                     help="split of the task the stream plays (default train)"),
+        "steps": Key("int", 20000, lo=1, flag="--steps", metavar="N", commands=STREAM_ONLY,
+                     help="time steps to learn from (per lane); may grow on --resume"),
+        "lanes": Key("int", 1, lo=1, flag="--lanes", metavar="B", commands=STREAM_ONLY,
+                     help="parallel streams, the learner's batch size (default 1)"),
+        "seed": Key("int", None, lo=0, optional=True, flag="--stream-seed", metavar="S", commands=STREAM_ONLY,
+                    help="sequence order and drift draws (default: --seed)"),
+        "order": Key("str", "shuffle", choices=ORDERS, flag="--order", commands=STREAM_ONLY,
+                     help="each pass over the split in a seeded shuffle (default) or in file order"),
+        "reset": Key("bool", False, flag="--reset-at-boundary", commands=STREAM_ONLY,
+                     help="zero states and traces when a sequence ends (default off: one continuous signal)"),
+        "drift": Key("str", "none", choices=SCENARIOS, flag="--drift", commands=STREAM_ONLY,
+                     help="drift scenario: none, permute (inputs), remap (labels), switch (task)"),
+        "drift_every": Key("int", None, lo=1, optional=True, flag="--drift-every", metavar="K",
+                           commands=STREAM_ONLY, help="sequences per drift phase (per lane)"),
+        "permute_axis": Key("str", "auto", choices=PERMUTE_AXES, flag="--permute-axis", commands=STREAM_ONLY,
+                            help="what permute reorders: input channels, or time steps (auto: steps for 1 input)"),
+        "switch_task": Key("str", None, optional=True, flag="--switch-task", metavar="T", commands=STREAM_ONLY,
+                           help="the task odd phases of drift switch play (same input/output widths)"),
+        "switch_params": Key("table", {}, flag="--switch-param", metavar="KEY=VALUE", commands=STREAM_ONLY,
+                             help="parameter of --switch-task, repeatable"),
+        "score": Key("str", "supervised", choices=SCORES, flag="--score", commands=STREAM_ONLY,
+                     help="steps scored: every supervised step, or the last supervised step of each sequence"),
+        "window": Key("int", 1000, lo=1, flag="--metric-window", metavar="N", commands=STREAM_ONLY,
+                      help="scored events in the sliding-window metric (default 1000)"),
+        "tolerance": Key("float", 0.02, lo=0.0, flag="--tolerance", metavar="X", commands=STREAM_ONLY,
+                         help="recovered after drift: windowed metric within X of its pre-drift value"),
+        "log_every": Key("int", 500, lo=1, flag="--log-every", metavar="N", commands=STREAM_ONLY,
+                         help="steps between metric records (metrics.jsonl)"),
+        "checkpoint_every": Key("int", 10000, lo=0, flag="--checkpoint-steps", metavar="N", commands=STREAM_ONLY,
+                                help="checkpoint every N steps (0: at the end only)"),
     },
 }
 
