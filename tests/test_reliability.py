@@ -296,10 +296,26 @@ def _launch(argv: list[str], cwd: Path) -> subprocess.Popen:
                             stderr=subprocess.PIPE, text=True, env=env)
 
 
-@pytest.mark.parametrize("delay", [0.15, 0.5])
-def test_ctrl_c_during_startup_is_one_line_130(tmp_path, delay) -> None:
+def _wait_for_mapping(pid: int, needle: str, timeout: float = 120.0) -> None:
+    """Until the process has mapped a shared library whose path contains `needle` (machine load
+    cannot make this flaky, unlike a fixed delay)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if needle in Path(f"/proc/{pid}/maps").read_text():
+                return
+        except OSError:
+            pass
+        time.sleep(0.002)
+    raise AssertionError(f"process {pid} never mapped {needle}")
+
+
+@pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="needs /proc")
+@pytest.mark.parametrize("during", ["libtorch", "libtorch_python"])
+def test_ctrl_c_during_startup_is_one_line_130(tmp_path, during) -> None:
+    """Ctrl-C while torch is being imported (its first libraries mapped, or the Python bindings)."""
     p = _launch([*RUN, "--out", str(tmp_path / "r")], tmp_path)
-    time.sleep(delay)  # after the interpreter's own start-up (~30 ms), inside the torch import
+    _wait_for_mapping(p.pid, during)
     p.send_signal(signal.SIGINT)
     _, err = p.communicate(timeout=120)
     assert p.returncode == 130, err

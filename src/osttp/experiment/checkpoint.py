@@ -15,6 +15,7 @@ import math
 import os
 import pickle
 import secrets
+import shutil
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
@@ -37,7 +38,7 @@ def _write_atomic(path: Path, mode: str, write: Any, keep: Path | None = None) -
     """Write to a temporary file, fsync, rename over `path`: a reader (or a resume after SIGKILL)
     sees the old complete file or the new complete file, never a torn one. On any failure
     (ENOSPC, Ctrl-C, ...) the temporary file is removed before the error goes on. keep: where the
-    file being replaced goes (the previous checkpoint), renamed only once the new one is complete."""
+    file being replaced goes (the previous checkpoint), linked only once the new one is complete."""
     tmp = temp_path(path)
     try:
         with open(tmp, mode, **({"encoding": "utf-8"} if "b" not in mode else {})) as f:
@@ -45,11 +46,29 @@ def _write_atomic(path: Path, mode: str, write: Any, keep: Path | None = None) -
             f.flush()
             os.fsync(f.fileno())
         if keep is not None and path.is_file():
-            os.replace(path, keep)
+            _keep_copy(path, keep)
         os.replace(tmp, path)
     except BaseException:
         try:
             tmp.unlink()
+        except OSError:
+            pass
+        raise
+
+
+def _keep_copy(path: Path, keep: Path) -> None:
+    """`keep` becomes the current `path` (a hard link, or a copy where links are not supported), while
+    `path` itself never disappears: a reader polling it always finds a complete file."""
+    link = temp_path(keep)
+    try:
+        try:
+            os.link(path, link)
+        except OSError:
+            shutil.copyfile(path, link)
+        os.replace(link, keep)
+    except BaseException:
+        try:
+            link.unlink()
         except OSError:
             pass
         raise
