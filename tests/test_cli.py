@@ -267,10 +267,12 @@ def test_existing_dir_and_missing_checkpoint(tmp_path, capsys) -> None:
     assert rc == 2 and err.count("\n") == 1 and "cannot resume" in err
     assert not (tmp_path / "none").exists()
 
-    # a run directory whose checkpoint is gone
+    # a run directory whose checkpoints are gone (last.pt alone gone: resume falls back to prev.pt,
+    # tests/test_reliability.py)
     run = tmp_path / "run"
     assert _run(capsys, ["train", *TINY, "--rule", "osttp", "--epochs", "1", "--out", str(run)])[0] == 0
     (run / "checkpoints" / "last.pt").unlink()
+    (run / "checkpoints" / "prev.pt").unlink()
     rc, _, err = _run(capsys, ["train", "--out", str(run), "--resume"])
     assert rc == 2 and err.count("\n") == 1 and "no checkpoint" in err
 

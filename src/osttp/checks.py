@@ -36,7 +36,7 @@ def fail(where: str, value: Any, expected: str) -> OsttpError:
 
 
 def _g(x: float) -> str:
-    return f"{x:g}"
+    return str(x) if isinstance(x, int) else f"{x:g}"  # integers exactly: 9223372036854775807, not 9.22e+18
 
 
 def _bounds(gt: float | None, ge: float | None, le: float | None) -> str:

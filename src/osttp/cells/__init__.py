@@ -1,6 +1,7 @@
 """Cells: one step and its local derivatives (docs/math.md §3). `make_cell(name, **options)`."""
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from osttp.cells.alif import ALIF
@@ -9,6 +10,7 @@ from osttp.cells.base import (Cell, LayerState, Local, MatVec, cell_step, cell_s
 from osttp.cells.lif import LIF
 from osttp.cells.rnn import LeakyRNN
 from osttp.cells.snu import SNU, SoftSNU
+from osttp import checks
 from osttp.cells.surrogate import Surrogate
 from osttp.errors import OsttpError
 from osttp.registry import Registry
@@ -26,11 +28,23 @@ def available_cells() -> list[str]:
     return CELLS.names()
 
 
+def _check_numeric_options(name: str, factory: Any, options: dict[str, Any]) -> None:
+    """Options whose default is a number must be numbers (d="abc" is named, not compared with 0)."""
+    if not dataclasses.is_dataclass(factory):
+        return
+    defaults = {f.name: f.default for f in dataclasses.fields(factory)}
+    for key, value in options.items():
+        default = defaults.get(key)
+        if isinstance(default, (int, float)) and not isinstance(default, bool):
+            checks.number(f"cell {name!r} option {key}", value)
+
+
 def make_cell(name: str, **options: Any) -> Cell:
     """Build a cell by name; options are its hyperparameters (e.g. d=0.4, g="identity").
 
     A `surrogate` option may be a Surrogate or a dict like {"kind": "fast-sigmoid", "slope": 10}."""
     factory = CELLS.get(name).factory
+    _check_numeric_options(name, factory, options)
     if isinstance(options.get("surrogate"), dict):
         options["surrogate"] = Surrogate(**options["surrogate"])
     try:

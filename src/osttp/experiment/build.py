@@ -19,7 +19,9 @@ import osttp
 import osttp.tasks
 from osttp.errors import OsttpError
 from osttp.experiment import config as C
+from osttp import checks
 from osttp.experiment.backend import Backend, Stepper, make_backend
+from osttp.experiment.resources import check_memory, check_threads
 from osttp.calibration import calibrate_firing
 from osttp.rules.regularisers import RateRegulariser
 from osttp.network import Network
@@ -113,6 +115,18 @@ def _check_names(cfg: Mapping[str, Any]) -> None:
             raise OsttpError(f"unknown {what} {name!r}; expected one of {', '.join(known)}")
 
 
+def check_lr(lr: float, name: str, dtype: torch.dtype) -> None:
+    """The learning rate must be a normal number of the run's dtype: above its max torch refuses the
+    step size; below its smallest normal number lr * gradient underflows to zero or to denormals, and
+    the run would report "completed" with parameters that never moved (float32: lr >= 1.2e-38).
+    Learning rates that are representable but below the weights' resolution are allowed: whether an
+    update survives rounding depends on the gradient (SGD) and on each weight's magnitude."""
+    fi = torch.finfo(dtype)
+    if not fi.tiny <= lr < fi.max:
+        raise checks.fail("train.lr", lr, f"a learning rate between {fi.tiny:.3g} and {fi.max:.3g}, the normal "
+                                          f"numbers of {name} (model.dtype)")
+
+
 def prepare(cfg: Mapping[str, Any], cache: TaskCache | None = None) -> Setup:
     """Validate and build a run. Raises OsttpError for any bad input; writes nothing."""
     cfg = copy.deepcopy(dict(cfg))
@@ -120,11 +134,11 @@ def prepare(cfg: Mapping[str, Any], cache: TaskCache | None = None) -> Setup:
     _check_names(cfg)
     device = select_device(cfg["run"]["device"])
     dtype = DTYPES[cfg["model"]["dtype"]]
-    if cfg["train"]["lr"] >= torch.finfo(dtype).max:  # torch refuses such a step size outright
-        raise OsttpError(f"learning rate {cfg['train']['lr']:g} does not fit in {cfg['model']['dtype']} "
-                         f"(max {torch.finfo(dtype).max:g})")
+    check_lr(cfg["train"]["lr"], cfg["model"]["dtype"], dtype)
+    check_threads(cfg)
     tasks = load_tasks(cfg, cache)
     cfg["task"]["params"] = dict(tasks["train"].params)  # resolved: config.toml states every value
+    check_memory(cfg, tasks["train"], dtype, device)  # before any weight is allocated
     net = make_network(cfg, tasks["train"], device, dtype)
     backend = make_backend(cfg, net)
     learner = make_rule(cfg, net, backend, tasks["train"])

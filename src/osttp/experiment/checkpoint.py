@@ -1,55 +1,158 @@
 """Files of a run directory that must never be seen half-written: atomic text/torch writes, JSON
 without NaN tokens, and checkpoints loaded with weights_only=True (tensors and plain containers,
-never code).
+never code), each carrying a format version and a content digest checked on load.
 
-A checkpoint ("osttp-checkpoint-1") is a dict: format, model (state_dict), optimizer / hardware
-(the backend's state, see backend.py), progress (plain values), rng, net_config, osttp_version.
+A checkpoint ("osttp-checkpoint-2") is a dict: format, digest (SHA-256 of everything else, see
+`content_digest`), model (state_dict), optimizer / hardware (the backend's state, see backend.py),
+progress (plain values), rng, net_config, osttp_version. Files of format 1 (no digest) are still
+read; they get the structural checks only.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
+import pickle
+import secrets
+import shutil
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 import torch
 
 from osttp.errors import OsttpError
 
-CHECKPOINT_FORMAT = "osttp-checkpoint-1"
+CHECKPOINT_FORMAT = "osttp-checkpoint-2"
+READABLE_FORMATS = ("osttp-checkpoint-1", CHECKPOINT_FORMAT)
+TMP_SUFFIX = ".tmp"
+
+
+def temp_path(path: Path) -> Path:
+    """A temporary name beside `path`, unique to this process and call (two writers never share one);
+    hidden and ending in .tmp, so a reader never mistakes it for the real file."""
+    return path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}{TMP_SUFFIX}")
+
+
+def _write_atomic(path: Path, mode: str, write: Any, keep: Path | None = None) -> None:
+    """Write to a temporary file, fsync, rename over `path`: a reader (or a resume after SIGKILL)
+    sees the old complete file or the new complete file, never a torn one. On any failure
+    (ENOSPC, Ctrl-C, ...) the temporary file is removed before the error goes on. keep: where the
+    file being replaced goes (the previous checkpoint), linked only once the new one is complete."""
+    tmp = temp_path(path)
+    try:
+        with open(tmp, mode, **({"encoding": "utf-8"} if "b" not in mode else {})) as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        if keep is not None and path.is_file():
+            _keep_copy(path, keep)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            tmp.unlink()
+        except OSError:
+            pass
+        raise
+
+
+def _keep_copy(path: Path, keep: Path) -> None:
+    """`keep` becomes the current `path` (a hard link, or a copy where links are not supported), while
+    `path` itself never disappears: a reader polling it always finds a complete file."""
+    link = temp_path(keep)
+    try:
+        try:
+            os.link(path, link)
+        except OSError:
+            shutil.copyfile(path, link)
+        os.replace(link, keep)
+    except BaseException:
+        try:
+            link.unlink()
+        except OSError:
+            pass
+        raise
 
 
 def write_text_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    _write_atomic(path, "w", lambda f: f.write(text))
 
 
-def save_atomic(obj: Any, path: Path) -> None:
-    """torch.save to a temporary file, then rename: a reader (or a resume after SIGKILL) sees
-    either the old complete file or the new complete file, never a torn one."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        torch.save(obj, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+def save_atomic(obj: Any, path: Path, keep: Path | None = None) -> None:
+    """torch.save, atomically (see _write_atomic)."""
+    _write_atomic(path, "wb", lambda f: torch.save(obj, f), keep)
+
+
+def remove_stale_temps(directory: Path) -> None:
+    """Temporary files a killed writer left behind (call only while holding the directory's lock)."""
+    for p in directory.glob(f".*{TMP_SUFFIX}"):
+        try:
+            p.unlink()
+        except OSError:
+            pass
+
+
+# ---------------------------------------------------------------------------------------------
+# content digest
+
+
+def _leaves(obj: Any, path: str = "") -> Iterator[tuple[str, Any]]:
+    """(path, leaf) pairs in a fixed order: dict keys sorted by their repr, lists in order."""
+    if isinstance(obj, Mapping):
+        for k in sorted(obj, key=repr):
+            yield from _leaves(obj[k], f"{path}/{k!r}")
+    elif isinstance(obj, (list, tuple)):
+        yield f"{path}:{type(obj).__name__}{len(obj)}", None
+        for i, v in enumerate(obj):
+            yield from _leaves(v, f"{path}[{i}]")
+    else:
+        yield path, obj
+
+
+def content_digest(obj: Mapping[str, Any]) -> str:
+    """SHA-256 over every entry but "digest": for a tensor its path, dtype, shape and raw bytes; for a
+    plain value its path, type and repr. Deterministic: independent of pickling and zip layout."""
+    h = hashlib.sha256()
+    for path, leaf in _leaves({k: v for k, v in obj.items() if k != "digest"}):
+        h.update(path.encode("utf-8", "surrogatepass") + b"\0")
+        if isinstance(leaf, torch.Tensor):
+            t = leaf.detach().cpu().contiguous().reshape(-1)
+            h.update(f"{t.dtype}{tuple(leaf.shape)}".encode() + b"\0")
+            h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        else:
+            h.update(f"{type(leaf).__name__}:{leaf!r}".encode("utf-8", "surrogatepass") + b"\0")
+    return h.hexdigest()
+
+
+def with_digest(obj: dict[str, Any]) -> dict[str, Any]:
+    return {**obj, "format": CHECKPOINT_FORMAT, "digest": content_digest({**obj, "format": CHECKPOINT_FORMAT})}
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
-    """weights_only=True: a checkpoint can hold tensors and plain containers, never code."""
+    """weights_only=True: a checkpoint can hold tensors and plain containers, never code. The format
+    and the digest are checked; any failure is an OsttpError naming the file (never torch's advice to
+    retry with weights_only=False: that would run whatever code the file holds)."""
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # corrupt/foreign file: bad input, named
-        raise OsttpError(f"cannot load checkpoint {str(path)!r}: {type(e).__name__}: "
-                         f"{str(e).splitlines()[0] if str(e) else ''}") from None
-    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+    except OSError as e:
+        raise OsttpError(f"cannot read checkpoint {str(path)!r}: {e.strerror or e}") from None
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, TypeError, KeyError, AttributeError,
+            IndexError, UnicodeDecodeError, MemoryError, OverflowError) as e:
+        what = "truncated or not a torch file" if not isinstance(e, pickle.UnpicklingError) else \
+            "holds objects other than tensors and plain values"
+        raise OsttpError(f"checkpoint {str(path)!r} is corrupt ({what}; {type(e).__name__})") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") not in READABLE_FORMATS:
         raise OsttpError(f"{str(path)!r} is not an osttp checkpoint ({CHECKPOINT_FORMAT})")
+    if ckpt["format"] == CHECKPOINT_FORMAT:
+        stored = ckpt.get("digest")
+        if not isinstance(stored, str) or content_digest(ckpt) != stored:
+            raise OsttpError(f"checkpoint {str(path)!r} is corrupt: its content digest does not match "
+                             "(damaged or edited file)")
     return ckpt
+
+
+# ---------------------------------------------------------------------------------------------
+# JSON and RNG
 
 
 def _finite_or_none(x: Any) -> Any:
@@ -68,10 +171,16 @@ def dumps_json(obj: Any, indent: int | None = 2) -> str:
 
 
 def read_json(path: Path) -> Any:
+    """Parsed JSON of a file we wrote; anything unreadable (I/O, not UTF-8, not JSON, nested too
+    deeply, a number too long) is one OsttpError naming the file."""
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
-        raise OsttpError(f"cannot read {str(path)!r}: {e}") from None
+        return json.loads(path.read_bytes().decode("utf-8"))
+    except OSError as e:
+        raise OsttpError(f"cannot read {str(path)!r}: {e.strerror or e}") from None
+    except UnicodeDecodeError:
+        raise OsttpError(f"cannot read {str(path)!r}: not UTF-8 text") from None
+    except (ValueError, RecursionError) as e:
+        raise OsttpError(f"cannot read {str(path)!r}: not valid JSON ({type(e).__name__})") from None
 
 
 def rng_state(device: torch.device) -> dict[str, Any]:

@@ -24,7 +24,7 @@ from osttp.experiment import config as C
 from osttp.experiment import rundir
 from osttp.experiment.build import prepare
 from osttp.experiment.compare import run_compare
-from osttp.experiment.loop import Diverged, train_run
+from osttp.experiment.loop import Diverged, nothing_trained, train_run
 from osttp.experiment.report import summary_table, write_summary
 from osttp.experiment.tomlio import parse_scalar, read_toml
 
@@ -141,8 +141,11 @@ def _cmd_train(args: argparse.Namespace, argv: Sequence[str]) -> int:
     if args.resume:
         if out is None:
             raise OsttpError("--resume needs --out DIR, the run to continue")
-        saved = rundir.saved_config(out)
-        layers.insert(0, (saved, str(out / "config.toml")))
+        if out.is_dir() and not (out / "config.toml").exists() and nothing_trained(out):
+            pass  # killed before its config.toml was written: start over from this command's flags
+        else:
+            saved = rundir.saved_config(out)
+            layers.insert(0, (saved, str(out / "config.toml")))
     cfg = C.resolve(*layers)
     C.require_run_keys(cfg)
     if out is None:
@@ -236,6 +239,8 @@ def _cmd_report(args: argparse.Namespace, argv: Sequence[str]) -> int:
             raise OsttpError(f"{str(d)!r} is not a directory")
     if args.out:
         out = Path(args.out)
+        if out.exists() and not out.is_dir():
+            raise OsttpError(f"--out {str(out)!r} exists and is not a directory")
     elif len(dirs) == 1:
         out = dirs[0]
     else:
@@ -338,23 +343,35 @@ def _one_line(text: str) -> str:
     return " ".join(str(text).split())
 
 
+def os_error_line(e: OSError) -> str:
+    """An I/O failure as one line: what failed, on which file, why (ENOSPC, EROFS, EISDIR, EACCES, ...)."""
+    where = f" {str(e.filename)!r}" if e.filename else ""
+    return f"I/O error on{where}: {e.strerror or e}" if where else f"I/O error: {e.strerror or e}"
+
+
+def interrupted_line() -> str:
+    return "osttp: interrupted (continue a run with --resume)"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """The error boundary: every expected failure is one stderr line and an exit code (module docstring)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         args = build_parser().parse_args(argv)
         return int(args.func(args, argv))
-    except _UsageError as e:
+    except (_UsageError, OsttpError, Diverged) as e:
         print(f"osttp: error: {_one_line(str(e))}", file=sys.stderr)
+        return EXIT_DIVERGED if isinstance(e, Diverged) else EXIT_BAD_INPUT
+    except OSError as e:  # a full disk, a read-only or vanished directory, a path that is a directory, ...
+        print(f"osttp: error: {_one_line(os_error_line(e))}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    except OsttpError as e:
-        print(f"osttp: error: {_one_line(str(e))}", file=sys.stderr)
+    except MemoryError:
+        print("osttp: error: out of memory (use smaller or fewer hidden layers or a smaller batch size)",
+              file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
-        print("osttp: interrupted (continue a run with --resume)", file=sys.stderr)
+        print(interrupted_line(), file=sys.stderr)
         return EXIT_INTERRUPTED
-    except Diverged as e:
-        print(f"osttp: error: {_one_line(str(e))}", file=sys.stderr)
-        return EXIT_DIVERGED
 
 
 if __name__ == "__main__":

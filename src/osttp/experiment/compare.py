@@ -11,8 +11,9 @@ from typing import Any, Mapping
 
 from osttp.errors import OsttpError
 from osttp.experiment import config as C
-from osttp.experiment.build import TaskCache, prepare
-from osttp.experiment.checkpoint import read_json, write_text_atomic
+from osttp.experiment.build import Setup, TaskCache, prepare
+from osttp.experiment.checkpoint import read_json, remove_stale_temps, write_text_atomic
+from osttp.experiment.lock import RunLock
 from osttp.experiment.loop import Diverged, train_run
 from osttp.experiment.progress import Log
 from osttp.experiment.report import write_summary
@@ -59,37 +60,53 @@ def run_compare(base: Mapping[str, Any], out: Path, *, resume: bool = False, qui
     header = f"written by: {command}" if command else ""
     created = not out.exists()
     try:
-        (out / "runs").mkdir(parents=True, exist_ok=True)
-        if replace_marker:
-            (out / replace_marker).write_text("made by osttp; the next run of the same command replaces it\n")
-        comp = {k: v for k, v in base_cfg.items()}
-        comp["train"] = {k: v for k, v in base_cfg["train"].items() if k not in ("rule", "seed")}
-        write_text_atomic(out / "compare.toml", dumps_toml(comp, header))
-        write_text_atomic(out / "command.txt", command + "\n")
+        out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        if created:
-            shutil.rmtree(out, ignore_errors=True)
-        raise OsttpError(f"cannot write {str(out)!r}: {e.strerror or e}") from None
+        raise OsttpError(f"cannot create {str(out)!r}: {e.strerror or e}") from None
+    with RunLock(out):
+        try:
+            if not resume:
+                check_new_dir(out)  # again, under the lock
+            remove_stale_temps(out)
+            (out / "runs").mkdir(parents=True, exist_ok=True)
+            if replace_marker:
+                write_text_atomic(out / replace_marker, "made by osttp; the next run of the same command replaces it\n")
+            comp = {k: v for k, v in base_cfg.items()}
+            comp["train"] = {k: v for k, v in base_cfg["train"].items() if k not in ("rule", "seed")}
+            write_text_atomic(out / "compare.toml", dumps_toml(comp, header))
+            write_text_atomic(out / "command.txt", command + "\n")
+        except (OSError, OsttpError) as e:
+            if created:
+                shutil.rmtree(out, ignore_errors=True)
+            if isinstance(e, OsttpError):
+                raise
+            raise OsttpError(f"cannot write {str(out)!r}: {e.strerror or e}") from None
+        diverged = _train_all(setups, out, resume, quiet, header, log)
+        summary = write_summary([out], out, command=command, title=f"osttp {kind}: {base['task']['name']}",
+                                png_name="compare.png", md_name="summary.md", json_name="summary.json")
+    summary["diverged"] = diverged
+    return summary
 
+
+def _train_all(setups: list[Setup], out: Path, resume: bool, quiet: bool, header: str, log: Log) -> list[str]:
+    """Each (rule, seed) in its run directory: completed ones kept on resume, the others continued
+    (or started over when they were killed before their first checkpoint). Returns the diverged ones."""
     diverged = []
     for setup in setups:
         rule, seed = setup.cfg["train"]["rule"], setup.cfg["train"]["seed"]
         rdir = out / "runs" / run_dir_name(rule, seed)
         res_path = rdir / "results.json"
-        if resume and res_path.is_file() and read_json(res_path).get("status") == "completed":
-            log(f"[{rule} s{seed}] already completed; kept")
-            continue
-        again = resume and (rdir / "checkpoints" / "last.pt").is_file()
-        if resume and not again and rdir.exists():
-            shutil.rmtree(rdir)  # a run killed before its first checkpoint: start it over
-        if again:
+        if resume and res_path.is_file():
+            res = read_json(res_path)
+            if isinstance(res, dict) and res.get("status") == "completed":
+                log(f"[{rule} s{seed}] already completed; kept")
+                continue
+        again = resume and rdir.exists()
+        if again and (rdir / "config.toml").is_file():
             check_resume_config(saved_config(rdir), setup.cfg, str(rdir / "config.toml"))
         try:
             train_run(setup, rdir, resume=again, quiet=quiet, label=f"{rule} s{seed}", header=header, log=log)
         except Diverged as e:
             log(f"[{rule} s{seed}] {e}")
             diverged.append(f"{rule} s{seed}")
-    summary = write_summary([out], out, command=command, title=f"osttp {kind}: {base['task']['name']}",
-                            png_name="compare.png", md_name="summary.md", json_name="summary.json")
-    summary["diverged"] = diverged
-    return summary
+    return diverged

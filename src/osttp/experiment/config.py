@@ -32,6 +32,8 @@ from osttp.streams import ORDERS, PERMUTE_AXES, SCENARIOS, SCORES
 from osttp.tasks.base import SPLITS
 from osttp.tasks.metrics import DECISIONS
 
+W_RANGE_MIN = 1e-3  # hardware.w_range: smallest per-layer range factor accepted (besides 0)
+SEED_MAX = 2**63 - 1  # seeds are signed 64-bit integers (torch.Generator.manual_seed, derived seeds)
 TRAINING = frozenset({"train", "compare"})  # commands that take the experiment flags
 EVERY_RUN = frozenset({"train", "compare", "demo"})
 STREAMING = TRAINING | {"stream"}  # keys `osttp stream` shares with training (docs/streaming.md)
@@ -49,6 +51,7 @@ class Key:
     kind: str
     default: Any = None
     lo: float | None = None
+    hi: float | None = None  # inclusive upper bound
     choices: tuple[str, ...] | None = None
     optional: bool = False  # None (absent) is a valid value
     nonempty: bool = False  # for lists
@@ -94,7 +97,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
         # required for train; compare sets it per run
         "rule": Key("str", optional=True, flag="--rule", metavar="R", help="learning rule (osttp list)",
                     commands=frozenset({"train", "stream"})),
-        "seed": Key("int", 0, lo=0, flag="--seed", metavar="S", help="weights and data order seed",
+        "seed": Key("int", 0, lo=0, hi=SEED_MAX, flag="--seed", metavar="S", help="weights and data order seed",
                     commands=frozenset({"train", "stream"})),
         "epochs": Key("int", 10, lo=1, flag="--epochs", metavar="N", help="passes over the training split"),
         "batch_size": Key("int", 64, lo=1, flag="--batch-size", metavar="B", help="training sequences per batch"),
@@ -163,7 +166,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
     "compare": {
         "rules": Key("strs", ["osttp", "bptt"], nonempty=True, unique=True, flag="--rules", metavar="A,B",
                      help="rules to compare", commands=frozenset({"compare"})),
-        "seeds": Key("ints", [0], lo=0, nonempty=True, unique=True, flag="--seeds", metavar="S,S",
+        "seeds": Key("ints", [0], lo=0, hi=SEED_MAX, nonempty=True, unique=True, flag="--seeds", metavar="S,S",
                      help="seeds for every rule", commands=frozenset({"compare"})),
     },
     "stream": {  # `osttp stream`: prequential learning on a stream (docs/streaming.md)
@@ -232,9 +235,11 @@ def check_value(where: str, key: Key, value: Any) -> Any:
     k = key.kind
     lo = key.lo
     if k == "int":
-        return checks.integer(where, value, ge=None if lo is None else int(lo))
+        return checks.integer(where, value, ge=None if lo is None else int(lo),
+                              le=None if key.hi is None else int(key.hi))
     if k == "float":
-        return checks.number(where, value, gt=lo if key.strict else None, ge=None if key.strict else lo)
+        return checks.number(where, value, gt=lo if key.strict else None, ge=None if key.strict else lo,
+                             le=key.hi)
     if k == "bool":
         return checks.boolean(where, value)
     if k == "str":
@@ -244,7 +249,7 @@ def check_value(where: str, key: Key, value: Any) -> Any:
             raise checks.fail(where, value, "a list")
         if key.nonempty and not value:
             raise checks.fail(where, value, "a non-empty list")
-        item = Key(k[:-1], lo=lo)
+        item = Key(k[:-1], lo=lo, hi=key.hi)
         out = [check_value(f"{where}[{i}]", item, v) for i, v in enumerate(value)]
         if key.unique and len(set(out)) != len(out):
             raise checks.fail(where, value, "a list without repeats")
@@ -349,6 +354,10 @@ def check_consistency(cfg: Mapping[str, Any]) -> None:
                              "weights; use final")
         if hw["synapse"] == "quantized":
             checks.integer("hardware.bits", hw["bits"], ge=2, le=32)
+        if 0.0 < hw["w_range"] < W_RANGE_MIN:
+            raise checks.fail("hardware.w_range", hw["w_range"], f"0 (the device's own w_max) or a number >= "
+                              f"{W_RANGE_MIN:g}: below it every initial weight is clipped to almost 0 and the "
+                              "pulse counts of an update overflow")
     dev = cfg["run"]["device"]
     if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", dev):
         raise checks.fail("run.device", dev, "auto, cpu, cuda or cuda:N")

@@ -13,7 +13,7 @@ import copy
 import math
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -22,11 +22,14 @@ import torch
 import osttp
 from osttp.errors import OsttpError
 from osttp.experiment.build import Setup, set_threads
-from osttp.experiment.checkpoint import (CHECKPOINT_FORMAT, dumps_json, load_checkpoint, rng_state, save_atomic,
-                                         set_rng_state, write_text_atomic)
+from osttp.experiment.checkpoint import (CHECKPOINT_FORMAT, dumps_json, load_checkpoint, remove_stale_temps,
+                                         rng_state, save_atomic, set_rng_state, with_digest, write_text_atomic)
 from osttp.experiment.evaluate import drift_rows, drift_summary, eval_split
 from osttp.experiment.progress import Log, make_progress
 from osttp.experiment.results import fmt, results_record
+from osttp.experiment.lock import RunLock
+from osttp.experiment.resume import (LAST, PREV, Corrupt, Position, check_history, check_optimizer_state,
+                                     check_structure, pick_checkpoint, read_metrics)
 from osttp.experiment.rundir import check_new_dir, run_config_text
 from osttp.plots import plot_drift
 from osttp.tasks.base import derive_seed
@@ -34,23 +37,6 @@ from osttp.tasks.base import derive_seed
 
 class Diverged(Exception):
     """The loss or the parameters became NaN/Inf; the last checkpoint on disk is the last good one."""
-
-
-@dataclass
-class Position:
-    """Where the loop is: saved in every checkpoint as "progress" (plain values only)."""
-
-    epoch: int = 0  # completed epochs
-    batch: int = 0  # batches done in the current epoch
-    global_batches: int = 0
-    history: list[dict[str, Any]] = field(default_factory=list)  # one record per completed epoch
-    train_metric: dict[str, Any] | None = None  # the running metric's state, mid-epoch
-    epoch_seconds: float = 0.0  # training time of the current epoch so far
-    train_seconds: float = 0.0
-    wall_seconds: float = 0.0  # all sessions, up to the last checkpoint
-    best_epoch: int | None = None
-    best_value: float | None = None
-    learner_state_bytes: int = 0  # largest learner.state_nbytes() seen at a sequence end
 
 
 class _Clock:
@@ -79,17 +65,61 @@ def _better(value: float, best: float | None, higher: bool) -> bool:
     return best is None or (value > best if higher else value < best)
 
 
-def _resume_position(setup: Setup, last: Path, out: Path) -> Position:
-    if not last.is_file():
-        raise OsttpError(f"cannot resume: no checkpoint {str(last)!r}; start a new run without --resume")
-    ckpt = load_checkpoint(last)
-    try:
-        setup.net.load_state_dict(ckpt["model"])
-        setup.backend.load_checkpoint_state(ckpt)
-    except (RuntimeError, ValueError, KeyError, OsttpError) as e:
-        raise OsttpError(f"checkpoint {str(last)!r} does not match the configured model: "
-                         f"{str(e).splitlines()[0]}") from None
-    position = Position(**ckpt["progress"])
+def _torch_optimizers(setup: Setup) -> list[torch.optim.Optimizer]:
+    """The torch optimizers whose per-parameter state a checkpoint restores (float: Adam/SGD;
+    hardware: the digital optimizer of the biases)."""
+    found = [getattr(setup.backend, "torch_optimizer", None), getattr(getattr(setup.backend, "hw", None), "digital", None)]
+    return [o for o in found if isinstance(o, torch.optim.Optimizer)]
+
+
+def _payload(setup: Setup, position: Position, wall_seconds: float | None = None) -> dict[str, Any]:
+    """Everything a checkpoint holds (format and digest are added when it is written)."""
+    p = copy.deepcopy(asdict(position))
+    if wall_seconds is not None:
+        p["wall_seconds"] = wall_seconds
+    return {"format": CHECKPOINT_FORMAT, "model": setup.net.state_dict(), **setup.backend.checkpoint_state(),
+            "progress": p, "rng": rng_state(setup.device), "net_config": setup.net.config,
+            "osttp_version": osttp.__version__}
+
+
+def nothing_trained(out: Path) -> bool:
+    """A run directory killed before its first checkpoint: no checkpoint, no epoch record, no results."""
+    ck = out / "checkpoints"
+    if (ck / LAST).exists() or (ck / PREV).exists() or (out / "results.json").exists():
+        return False
+    return not read_metrics(out / "metrics.jsonl")
+
+
+def _resume_position(setup: Setup, out: Path, log: Log) -> Position | None:
+    """The position of the newest good checkpoint, loaded into the setup; None when nothing was
+    trained yet (the run starts over); OsttpError when there is nothing good to resume from."""
+    template = _payload(setup, Position())
+    metric_keys = set(setup.tasks["train"].new_metric(setup.cfg["eval"]["decision"]).__dict__)
+    metrics = read_metrics(out / "metrics.jsonl")
+
+    def verify(ckpt: dict[str, Any], fallback: bool) -> Position:
+        position = check_structure(ckpt, template, metric_keys)
+        if ckpt["net_config"] != template["net_config"]:
+            raise Corrupt("its network (net_config) differs from the configured model")
+        check_history(position, metrics, fallback)
+        try:
+            setup.net.load_state_dict(ckpt["model"])
+            setup.backend.load_checkpoint_state(ckpt)
+        except (RuntimeError, ValueError, KeyError, TypeError, IndexError) as e:
+            raise Corrupt(f"does not fit the configured model: {str(e).splitlines()[0] if str(e) else type(e).__name__}"
+                          ) from None
+        check_optimizer_state(_torch_optimizers(setup))
+        return position
+
+    picked = pick_checkpoint(out / "checkpoints", verify)
+    if picked is None:
+        if nothing_trained(out):
+            return None
+        raise OsttpError(f"cannot resume: no checkpoint in {str(out / 'checkpoints')!r}; start a new run "
+                         "without --resume")
+    ckpt, position, path, skipped = picked
+    for why in skipped:
+        log(f"osttp: warning: {why}; resuming from {path}")
     if position.epoch > setup.cfg["train"]["epochs"]:
         raise OsttpError(f"train.epochs = {setup.cfg['train']['epochs']} is less than the {position.epoch} epochs "
                          f"already done in {str(out)!r}")
@@ -101,25 +131,48 @@ def train_run(setup: Setup, out: Path, *, resume: bool = False, quiet: bool = Fa
               header: str = "", log: Log = print) -> dict[str, Any]:
     """Train `setup` in run directory `out` and return results.json's content.
 
-    Fresh runs need `out` absent or empty; resume needs out/checkpoints/last.pt. Raises OsttpError
-    for bad input (before anything is written, or with the directory it made removed again) and
-    Diverged on NaN/Inf (the last checkpoint stays the last good one)."""
-    cfg = setup.cfg
-    last = out / "checkpoints" / "last.pt"
-    created = False
-    session_start = time.perf_counter()
-    if resume:
-        position = _resume_position(setup, last, out)
-    else:
-        position = Position()
+    Fresh runs need `out` absent or empty; resume continues from the newest good checkpoint (or starts
+    over when the run was killed before its first one). The directory is locked for the whole run
+    (lock.RunLock). Raises OsttpError for bad input (before anything is written, or with the directory
+    it made removed again) and Diverged on NaN/Inf (the last checkpoint stays the last good one)."""
+    if not resume:
         check_new_dir(out)
-        created = not out.exists()
+    created = not out.exists()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise OsttpError(f"cannot create run directory {str(out)!r}: {e.strerror or e}") from None
+    lock = RunLock(out)
+    try:
+        lock.acquire()
+    except BaseException:
+        if created:
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+    try:
+        return _train_locked(setup, out, resume, created, quiet, label, header, log)
+    finally:
+        lock.release()
+
+
+def _train_locked(setup: Setup, out: Path, resume: bool, created: bool, quiet: bool, label: str | None,
+                  header: str, log: Log) -> dict[str, Any]:
+    cfg = setup.cfg
+    last = out / "checkpoints" / LAST
+    session_start = time.perf_counter()
+    for d in (out, out / "checkpoints"):
+        remove_stale_temps(d)  # ours now: we hold the lock, so their writers are dead
+    position = _resume_position(setup, out, log) if resume else None
+    fresh = position is None
+    if not resume:
+        check_new_dir(out)  # again, under the lock: no other writer started meanwhile
+    position = position or Position()
     clock = _Clock(position.wall_seconds, session_start)
     try:
         last.parent.mkdir(parents=True, exist_ok=True)
         write_text_atomic(out / "config.toml", run_config_text(cfg, header))
         _write_metrics(out, position.history)
-        if not resume:
+        if fresh:
             _save_checkpoint(setup, position, last)  # a first good checkpoint before any update
     except OSError as e:
         if created:
@@ -140,12 +193,9 @@ def train_run(setup: Setup, out: Path, *, resume: bool = False, quiet: bool = Fa
 
 
 def _save_checkpoint(setup: Setup, position: Position, path: Path, clock: _Clock | None = None) -> None:
-    p = copy.deepcopy(asdict(position))
-    if clock is not None:
-        p["wall_seconds"] = clock.now()
-    save_atomic({"format": CHECKPOINT_FORMAT, "model": setup.net.state_dict(), **setup.backend.checkpoint_state(),
-                 "progress": p, "rng": rng_state(setup.device),
-                 "net_config": setup.net.config, "osttp_version": osttp.__version__}, path)
+    """The newest checkpoint becomes last.pt; the one it replaces is kept as prev.pt."""
+    save_atomic(with_digest(_payload(setup, position, clock.now() if clock else None)), path,
+                keep=path.with_name(PREV))
 
 
 def _write_metrics(out: Path, history: list[dict[str, Any]]) -> None:
@@ -215,8 +265,8 @@ def _loop(setup: Setup, out: Path, position: Position, clock: _Clock, quiet: boo
             position.train_metric, position.epoch_seconds = None, 0.0
             if _better(valid[mname], position.best_value, higher):
                 position.best_epoch, position.best_value = epoch + 1, valid[mname]
-                save_atomic({"format": CHECKPOINT_FORMAT, "model": net.state_dict(), "epoch": epoch + 1,
-                             "net_config": net.config}, out / "checkpoints" / "best.pt")
+                save_atomic(with_digest({"model": net.state_dict(), "epoch": epoch + 1, "net_config": net.config}),
+                            out / "checkpoints" / "best.pt")
             _save_checkpoint(setup, position, last, clock)
             _write_metrics(out, position.history)
             tm = record["train"]
@@ -241,8 +291,8 @@ def _finish(setup: Setup, out: Path, position: Position, clock: _Clock, log: Log
         valid_metric = position.history[-1]["valid"][mname] if position.history else None
     test = eval_split(setup, "test")
     setup.net.load_state_dict(final_state)
-    save_atomic({"format": CHECKPOINT_FORMAT, "model": final_state, "net_config": setup.net.config,
-                 **setup.backend.model_state()}, out / "model.pt")
+    save_atomic(with_digest({"model": final_state, "net_config": setup.net.config, **setup.backend.model_state()}),
+                out / "model.pt")
     extra: dict[str, Any] = {}
     rows = drift_rows(setup)
     if rows:

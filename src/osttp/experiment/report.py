@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from osttp import plots
-from osttp.experiment.checkpoint import dumps_json, read_json, write_text_atomic
+from osttp.experiment.checkpoint import dumps_json, write_text_atomic
+from osttp.experiment.records import read_drift
 from osttp.experiment.evaluate import drift_summary
 from osttp.experiment.rundir import RunRecord, find_runs
 
@@ -58,7 +59,7 @@ def summarize(runs: list[RunRecord]) -> dict[str, Any]:
     for label, rs in groups.items():
         done = [r.results for r in rs if r.results and r.results.get("status") == "completed"]
         rows[label] = {"runs": len(rs), "completed": len(done), "seeds": [r.cfg["train"]["seed"] for r in rs],
-                       **{k: _stats([d[k] for d in done]) for k in STAT_KEYS}}
+                       **{k: _stats([d.get(k) for d in done]) for k in STAT_KEYS}}
     first = next((r.results for r in runs if r.results), {}) or {}
     return {
         "tasks": tasks,
@@ -144,9 +145,7 @@ def _drift_plots(runs: list[RunRecord], out: Path, png_name: str) -> list[dict[s
         path = r.path / "drift.json"
         if not path.is_file():
             continue
-        rows = read_json(path)
-        if not isinstance(rows, list) or not rows:
-            continue
+        rows = read_drift(path)
         name = r.path.name if r.path.name not in used else f"{r.path.parent.parent.name}-{r.path.name}"
         while name in used:
             name += "_"

@@ -10,7 +10,6 @@ docs/cli.md describes the files.
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping
@@ -18,18 +17,27 @@ from typing import Any, Iterable, Mapping
 from osttp import checks
 from osttp.errors import OsttpError
 from osttp.experiment import config as C
-from osttp.experiment.checkpoint import read_json
+from osttp.experiment.lock import LOCK_NAME
+from osttp.experiment.records import read_history, read_results
 from osttp.experiment.tomlio import dumps_toml, read_toml
 
 
+def _entries(p: Path) -> list[Path]:
+    """What a directory holds besides its lock file (lock.LOCK_NAME)."""
+    try:
+        return [e for e in p.iterdir() if e.name != LOCK_NAME]
+    except OSError as e:
+        raise OsttpError(f"cannot read directory {str(p)!r}: {e.strerror or e}") from None
+
+
 def check_new_dir(out: Path) -> None:
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+    if out.exists() and (not out.is_dir() or _entries(out)):
         raise OsttpError(f"output directory {str(out)!r} already exists; use --resume to continue it "
                          "or choose another --out")
 
 
 def is_empty_dir(p: Path) -> bool:
-    return p.is_dir() and not any(p.iterdir())
+    return p.is_dir() and not _entries(p)
 
 
 def run_config_text(cfg: Mapping[str, Any], header: str) -> str:
@@ -78,17 +86,9 @@ class RunRecord:
 
 def load_run(path: Path) -> RunRecord:
     cfg = C.resolve((read_toml(path / "config.toml"), str(path / "config.toml")))
-    history = []
-    mpath = path / "metrics.jsonl"
-    if mpath.is_file():
-        for i, line in enumerate(mpath.read_text(encoding="utf-8").splitlines()):
-            if line.strip():
-                try:
-                    history.append(json.loads(line))
-                except ValueError:
-                    raise OsttpError(f"{str(mpath)!r} line {i + 1} is not JSON") from None
-    rpath = path / "results.json"
-    return RunRecord(path, cfg, history, read_json(rpath) if rpath.is_file() else None)
+    mpath, rpath = path / "metrics.jsonl", path / "results.json"
+    history = read_history(mpath) if mpath.is_file() else []
+    return RunRecord(path, cfg, history, read_results(rpath) if rpath.exists() else None)
 
 
 def find_runs(dirs: Iterable[Path]) -> list[RunRecord]:

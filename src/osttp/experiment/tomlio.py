@@ -27,11 +27,14 @@ def read_toml(path: str | Path) -> dict[str, Any]:
     except OSError as e:
         raise OsttpError(f"cannot read config file {str(p)!r}: {e.strerror or e}") from None
     try:
-        return tomllib.loads(data.decode("utf-8"))
+        # utf-8-sig: a byte-order mark some editors put first is not part of the TOML
+        return tomllib.loads(data.decode("utf-8-sig"))
     except UnicodeDecodeError:
         raise OsttpError(f"config file {str(p)!r} is not UTF-8 text") from None
     except tomllib.TOMLDecodeError as e:
         raise OsttpError(f"config file {str(p)!r} is not valid TOML: {e}") from None
+    except RecursionError:
+        raise OsttpError(f"config file {str(p)!r} is not valid TOML: nested too deeply") from None
 
 
 def parse_scalar(text: str) -> Any:

@@ -22,14 +22,18 @@ def check_tensor(name: str, t: object) -> Tensor:
     return t
 
 
-def check_inputs(name: str, x: Tensor, shape: tuple[int, ...], dtype: torch.dtype, values: bool = True) -> Tensor:
-    """x must have exactly `shape` (-1 = any), the network's dtype, and finite values."""
+def check_inputs(name: str, x: Tensor, shape: tuple[int, ...], dtype: torch.dtype,
+                 device: torch.device | None = None, values: bool = True) -> Tensor:
+    """x must have exactly `shape` (-1 = any), the network's dtype and device, and finite values
+    (checked when `values`)."""
     check_tensor(name, x)
     if x.dim() != len(shape) or any(s != -1 and s != xs for s, xs in zip(shape, x.shape)):
         want = "(" + ", ".join("*" if s == -1 else str(s) for s in shape) + ")"
         raise OsttpError(f"{name} has shape {_shape(x)}; expected {want}")
     if x.dtype != dtype:
         raise OsttpError(f"{name} has dtype {x.dtype}; expected the network's dtype {dtype}")
+    if device is not None and x.device != device:
+        raise OsttpError(f"{name} is on device {x.device}; expected the network's device {device}")
     if values and not bool(torch.isfinite(x).all()):
         raise OsttpError(f"{name} contains NaN or Inf values; expected finite inputs")
     return x

@@ -56,8 +56,15 @@ class Learner:
         if optimizer is not None and not callable(getattr(optimizer, "step", None)):
             raise OsttpError("optimizer must be a torch.optim.Optimizer (or any object with a step() method) "
                              f"or None, got {type(optimizer).__name__}")
+        if isinstance(optimizer, torch.optim.Optimizer):
+            held = {id(p) for g in optimizer.param_groups for p in g["params"]}
+            if not any(id(p) in held for p in net.parameters()):
+                raise OsttpError("optimizer holds none of the network's parameters (built over another "
+                                 "network?); expected e.g. torch.optim.Adam(net.parameters())")
         self.net = net
         self.optimizer = optimizer
+        self._built_as = (net.dtype, net.device)  # what states, traces and accumulators are made for
+        self._index_targets: bool | None = None  # the target kind of the current sequences
         self.schedule = make_schedule(schedule, k)
         self.loss_name = loss if loss == "auto" else make_loss(loss).name
         self.params: dict[str, torch.nn.Parameter] = dict(net.named_parameters())
@@ -93,12 +100,20 @@ class Learner:
         """Start new sequences: zero states and traces. Unapplied gradients are kept."""
         if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
             raise OsttpError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+        self._check_built_as()
         self._flush()
         st = self.stream
         st.batch_size = batch_size
         st.steps_since_reset = 0
-        st.loss_sum = 0.0
-        self._reset_stream(batch_size)
+        st.loss_sum = torch.zeros((), dtype=self._acc_dtype(), device=self.net.device)  # >= float32, see _zero_acc
+        self._index_targets = None
+        try:
+            self._reset_stream(batch_size)
+        except (RuntimeError, MemoryError) as e:  # the allocator refused the states and traces
+            st.batch_size = None
+            raise OsttpError(f"batch_size = {batch_size}: cannot allocate this learner's states and traces "
+                             f"({str(e).splitlines()[0] if str(e) else type(e).__name__}); expected a smaller "
+                             "batch") from None
 
     def step(self, x_t: Tensor, y_t: Tensor, m_t: Tensor | None = None) -> Tensor:
         """Consume one time step: x_t (B, n_in); y_t (B,) int64 or (B, C) float; m_t (B,) or None.
@@ -107,11 +122,17 @@ class Learner:
         if self.batch_size is None:
             raise OsttpError("call learner.reset(batch_size) before learner.step(...)")
         B, net = self.batch_size, self.net
+        self._check_built_as()
         # Values are read on the CPU at every step (cheap); on an accelerator, where reading them is
         # a host sync, at the first step of each sequence only.
         values = not isinstance(x_t, Tensor) or x_t.device.type == "cpu" or self.stream.steps_since_reset == 0
-        x_t = check_inputs("x_t", x_t, (B, net.n_in), net.dtype, values)
+        x_t = check_inputs("x_t", x_t, (B, net.n_in), net.dtype, net.device, values)
         target, is_index = check_targets("y_t", y_t, (B,), net.n_out, net.dtype, values)
+        if self._index_targets is not None and is_index != self._index_targets:
+            kinds = ("float target vectors", "integer class labels")
+            raise OsttpError(f"y_t holds {kinds[is_index]} but this sequence started with {kinds[not is_index]}; "
+                             "expected one kind of target per sequence (call reset() between them)")
+        self._index_targets = is_index
         mask = check_mask("m_t", m_t, (B,), net.dtype, net.device, values)
         return self._checked_step(x_t, target, mask, self._loss_for(is_index))
 
@@ -130,7 +151,7 @@ class Learner:
     def write_grads(self) -> None:
         """Set p.grad to the accumulated gradient of every parameter (replacing what was there)."""
         for name, p in self.params.items():
-            p.grad = self.acc[name].clone()
+            p.grad = self.acc[name].to(p.dtype, copy=True)
 
     def gradients(self) -> dict[str, Tensor]:
         """A copy of the gradients accumulated and not yet applied."""
@@ -143,7 +164,8 @@ class Learner:
         xs (T, B, n_in); ys (T, B) int64 or (T, B, C) float; mask (T, B) or None. Parameters and
         this learner's streaming state are left unchanged."""
         net = self.net
-        xs = check_inputs("xs", xs, (-1, -1, net.n_in), net.dtype)
+        self._check_built_as()
+        xs = check_inputs("xs", xs, (-1, -1, net.n_in), net.dtype, net.device)
         T, B = xs.shape[:2]
         if T == 0 or B == 0:
             raise OsttpError(f"xs has shape {tuple(xs.shape)}; expected T >= 1 and B >= 1")
@@ -168,6 +190,12 @@ class Learner:
         return sum(t.numel() * t.element_size() for t in self.stream.tensors())
 
     # ----------------------------------------------------------------- internals
+    def _check_built_as(self) -> None:
+        if (self.net.dtype, self.net.device) != self._built_as:
+            raise OsttpError(f"the network is now {self.net.dtype} on {self.net.device} but this learner was built "
+                             f"for {self._built_as[0]} on {self._built_as[1]}; expected a new learner after "
+                             "net.to(...) / net.double()")
+
     def _loss_for(self, is_index: bool) -> Loss:
         if self.loss_name == "auto":
             return make_loss("ce" if is_index else "bce")
@@ -184,8 +212,14 @@ class Learner:
                 self.apply()
         return o
 
+    def _acc_dtype(self) -> torch.dtype:
+        """Sums over many steps (gradients, loss) are kept in at least float32: in float16/bfloat16
+        each addition would round to 3/2 significant digits and a sum over thousands of steps
+        drifts far from the true gradient. .grad is cast back to the parameter's dtype."""
+        return torch.promote_types(self.net.dtype, torch.float32)
+
     def _zero_acc(self) -> dict[str, Tensor]:
-        return {name: torch.zeros_like(p, memory_format=torch.contiguous_format)
+        return {name: torch.zeros(p.shape, dtype=self._acc_dtype(), device=p.device)
                 for name, p in self.net.named_parameters()}
 
     def _new_stream(self) -> Stream:

@@ -133,14 +133,6 @@ def _read(relpath: str, path: Path) -> bytes:
         raise _fail(relpath, path, f"cannot be read ({e.strerror or e})") from None
 
 
-def _gunzip(relpath: str, path: Path, raw: bytes) -> bytes:
-    try:
-        return gzip.decompress(raw)
-    except (EOFError, OSError, zlib.error) as e:
-        # EOFError: truncated stream; BadGzipFile (an OSError): not gzip; zlib.error: corrupt data
-        raise _fail(relpath, path, f"truncated or corrupt gzip ({type(e).__name__}: {e})") from None
-
-
 def _check_digest(relpath: str, path: Path, data: bytes) -> None:
     f = _file(relpath)
     if not f.sha256:
@@ -188,9 +180,32 @@ def _parse_idx(relpath: str, path: Path, data: bytes, magic: int, shape: tuple[i
     return arr
 
 
+def _read_idx_gz(relpath: str, path: Path, magic: int, shape: tuple[int, ...]) -> bytes:
+    """The gunzipped IDX bytes, decompressed as a stream and never more than the header announces:
+    the header is read first, then at most one byte beyond the expected payload, so a small .gz that
+    expands to gigabytes (a "gzip bomb") is refused after len(payload) + 1 bytes, not after all of them."""
+    head = 4 + 4 * len(shape)
+    n = int(np.prod(shape))
+    try:
+        with gzip.open(path, "rb") as f:
+            header = f.read(head)
+            if len(header) == head and struct.unpack(">I", header[:4])[0] == magic and \
+                    struct.unpack(">" + "I" * len(shape), header[4:head]) == shape:
+                payload = f.read(n + 1)
+            else:
+                payload = b""  # _parse_idx names what is wrong with the header
+    except (EOFError, zlib.error) as e:
+        raise _fail(relpath, path, f"truncated or corrupt gzip ({type(e).__name__}: {e})") from None
+    except OSError as e:  # BadGzipFile (not gzip) or an I/O error
+        raise _fail(relpath, path, f"cannot be read as gzip ({e.strerror or e})") from None
+    if len(payload) > n:
+        raise _fail(relpath, path, f"decompresses to more than the {head + n} bytes its IDX header announces")
+    return header + payload
+
+
 def _load_idx(relpath: str, magic: int, shape: tuple[int, ...], root: str | os.PathLike[str] | None) -> np.ndarray:
     def load(path: Path) -> np.ndarray:
-        data = _gunzip(relpath, path, _read(relpath, path))
+        data = _read_idx_gz(relpath, path, magic, shape)
         arr = _parse_idx(relpath, path, data, magic, shape)
         _check_digest(relpath, path, data)
         if magic == _IDX_LABELS_MAGIC and int(arr.max(initial=0)) > 9:
@@ -214,6 +229,14 @@ def load_mnist(part: str, root: str | os.PathLike[str] | None = None) -> tuple[n
 
 # ---------------------------------------------------------------------------------------------
 # JSB Chorales (JSON)
+
+
+def _small_int(text: str) -> int:
+    """JSON integers of a chorale file are MIDI notes: a literal of thousands of digits is refused
+    before Python converts it (quadratic time, and a ValueError past 4300 digits)."""
+    if len(text.lstrip("-")) > 18:
+        raise ValueError(f"integer literal of {len(text)} characters")
+    return int(text)
 
 
 def _validate_jsb(path: Path, obj: Any) -> dict[str, list[list[list[int]]]]:
@@ -249,8 +272,12 @@ def load_jsb(root: str | os.PathLike[str] | None = None) -> dict[str, list[list[
     def load(path: Path) -> dict[str, list[list[list[int]]]]:
         raw = _read(JSB_FILE, path)
         try:
-            obj = json.loads(raw.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            obj = json.loads(raw.decode("utf-8"), parse_int=_small_int)
+        except UnicodeDecodeError as e:
+            raise _fail(JSB_FILE, path, f"not valid JSON ({e})") from None
+        except RecursionError:  # '[[[[...' nested deeper than any chorale file
+            raise _fail(JSB_FILE, path, "not valid JSON (nested too deeply)") from None
+        except ValueError as e:  # JSONDecodeError, or an integer literal too long (_small_int)
             raise _fail(JSB_FILE, path, f"not valid JSON ({e})") from None
         data = _validate_jsb(path, obj)
         _check_digest(JSB_FILE, path, raw)

@@ -1,0 +1,130 @@
+"""SIGKILL a training run at random moments and resume it: every run must end bit-identical to one
+that was never interrupted (docs/reliability.md).
+
+    python benchmarks/crash.py [--moments 30] [--seed 0] [--dir /tmp/osttp-crash]
+
+One uninterrupted reference run (a real `python -m osttp train` process) gives the run's duration
+D, start-up included. Trial i kills a fresh run at t_i = D * (i + u_i) / n (u_i uniform, seeded):
+the moments are spread over the whole run, so the first ones fall into the interpreter start, the
+config.toml write and the first checkpoint. The killed run is then continued with `--resume` (or
+started again with the same command when the kill came before its directory existed) and compared
+with the reference: parameters of model.pt and last.pt, the optimizer state, metrics.jsonl and
+results.json (wall-clock fields excepted). tests/test_reliability.py runs 5 moments.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+ARGS = ["train", "--task", "delayed-xor", "--task-param", "n_train=160", "--task-param", "n_valid=32",
+        "--task-param", "n_test=32", "--hidden", "12", "--recurrent", "--rule", "osttp", "--epochs", "3",
+        "--batch-size", "16", "--checkpoint-every", "2", "--threads", "1", "--quiet"]
+TIMING = {"seconds", "eval_seconds", "train_s", "wall_s", "peak_mem_mb", "threads"}
+
+
+def _launch(out: Path, resume: bool) -> subprocess.Popen:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "osttp", *ARGS, "--out", str(out), *(["--resume"] if resume else [])]
+    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+
+
+def _finish(out: Path) -> None:
+    p = _launch(out, resume=out.exists())
+    _, err = p.communicate(timeout=600)
+    if p.returncode != 0:
+        raise RuntimeError(f"resume of {out} failed with exit {p.returncode}: {err.strip()}")
+
+
+def _no_timing(x: Any) -> Any:
+    if isinstance(x, dict):
+        return {k: _no_timing(v) for k, v in x.items() if k not in TIMING}
+    if isinstance(x, list):
+        return [_no_timing(v) for v in x]
+    return x
+
+
+def _state(out: Path) -> dict[str, Any]:
+    model = torch.load(out / "model.pt", weights_only=True)["model"]
+    last = torch.load(out / "checkpoints" / "last.pt", weights_only=True)
+    metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    return {"model": model, "last": last["model"], "optimizer": last["optimizer"]["state"],
+            "metrics": _no_timing(metrics), "results": _no_timing(json.loads((out / "results.json").read_text()))}
+
+
+def _equal(a: Any, b: Any) -> bool:
+    if isinstance(a, torch.Tensor):
+        return isinstance(b, torch.Tensor) and a.dtype == b.dtype and torch.equal(a, b)
+    if isinstance(a, dict):
+        return isinstance(b, dict) and a.keys() == b.keys() and all(_equal(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)):
+        return isinstance(b, (list, tuple)) and len(a) == len(b) and all(_equal(x, y) for x, y in zip(a, b))
+    return a == b
+
+
+def run_trials(root: Path, moments: int = 30, seed: int = 0) -> dict[str, Any]:
+    """Reference run, then `moments` kill-and-resume trials under root; counts of what happened."""
+    root.mkdir(parents=True, exist_ok=True)
+    ref = root / "ref"
+    t0 = time.monotonic()
+    _finish(ref)
+    duration = time.monotonic() - t0
+    want = _state(ref)
+    rng = random.Random(seed)
+    report: dict[str, Any] = {"trials": 0, "identical": 0, "killed": 0, "finished_before_kill": 0,
+                              "dir_missing_at_kill": 0, "reference_s": round(duration, 2), "moments_s": []}
+    for i in range(moments):
+        out = root / f"trial{i}"
+        t_kill = duration * (i + rng.random()) / moments
+        p = _launch(out, resume=False)
+        deadline = time.monotonic() + t_kill
+        while p.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.005)
+        if p.poll() is None:
+            p.send_signal(signal.SIGKILL)
+            report["killed"] += 1
+        p.wait()
+        if not out.exists():
+            report["dir_missing_at_kill"] += 1
+        if p.returncode == 0:
+            report["finished_before_kill"] += 1
+        else:
+            _finish(out)
+        report["trials"] += 1
+        report["moments_s"].append(round(t_kill, 3))
+        if _equal(want, _state(out)):
+            report["identical"] += 1
+        else:
+            report.setdefault("different", []).append(i)
+    return report
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--moments", type=int, default=30)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--dir", type=Path, default=None)
+    a = ap.parse_args()
+    root = a.dir or Path(tempfile.mkdtemp(prefix="osttp-crash-"))
+    try:
+        report = run_trials(root, a.moments, a.seed)
+    finally:
+        if a.dir is None:
+            shutil.rmtree(root, ignore_errors=True)
+    print(json.dumps(report, indent=1))
+    return 0 if report["identical"] == report["trials"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
