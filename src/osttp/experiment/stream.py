@@ -28,7 +28,7 @@ from osttp.errors import OsttpError
 from osttp.experiment import config as C
 from osttp.experiment.backend import make_backend
 from osttp.experiment.build import DTYPES, make_network, make_rule, select_device, set_threads
-from osttp.experiment.checkpoint import (CHECKPOINT_FORMAT, dumps_json, load_checkpoint, rng_state, save_atomic,
+from osttp.experiment.checkpoint import (dumps_json, load_checkpoint, rng_state, save_atomic, with_digest,
                                          set_rng_state, write_text_atomic)
 from osttp.experiment.loop import Diverged
 from osttp.experiment.progress import Log, make_progress
@@ -109,9 +109,9 @@ def build(cfg: dict[str, Any]) -> tuple[Prequential, torch.device]:
 
 
 def _checkpoint(run: Prequential, path: Path, device: torch.device, seconds: float) -> None:
-    save_atomic({"format": CHECKPOINT_FORMAT, "kind": "stream", "prequential": run.state_dict(),
-                 "progress": {"stream_seconds": seconds}, "rng": rng_state(device),
-                 "net_config": run.learner.net.config, "osttp_version": osttp.__version__}, path)
+    save_atomic(with_digest({"kind": "stream", "prequential": run.state_dict(),
+                             "progress": {"stream_seconds": seconds}, "rng": rng_state(device),
+                             "net_config": run.learner.net.config, "osttp_version": osttp.__version__}), path)
 
 
 def _write_records(out: Path, records: list[dict[str, Any]]) -> None:
@@ -202,8 +202,8 @@ def stream_run(cfg: dict[str, Any], out: Path, *, resume: bool = False, quiet: b
         bar.close()
     results = _results(cfg, run, device, "completed", seconds, state_bytes)
     _write_records(out, run.meter.records)
-    save_atomic({"format": CHECKPOINT_FORMAT, "model": run.learner.net.state_dict(),
-                 "net_config": run.learner.net.config}, out / "model.pt")
+    save_atomic(with_digest({"model": run.learner.net.state_dict(), "net_config": run.learner.net.config}),
+                out / "model.pt")
     write_text_atomic(out / "results.json", dumps_json(results))
     p = results["prequential"]
     plot_stream({name: run.meter.records}, mname, out / "stream.png",

@@ -132,7 +132,8 @@ class OnlineLearner(Learner):
             return o
         error = mask.unsqueeze(-1) * loss.output_error(o, target)
         if supervised:
-            st.acc["readout.weight"].addmm_(error.T, st.readout_eligibility)
+            acc_w = st.acc["readout.weight"]  # >= float32 whatever the network's dtype (Learner._acc_dtype)
+            acc_w.addmm_(error.T.to(acc_w.dtype), st.readout_eligibility.to(acc_w.dtype))
             st.acc["readout.bias"].add_(error.sum(0), alpha=st.bias_eligibility)
             st.loss_sum = st.loss_sum + (mask * loss.value(o, target)).sum()  # a tensor: no device sync
         if error_needed:  # spatially locked: wait for the output error, top layer first
