@@ -1,4 +1,4 @@
-"""Simulated memristive (PCM) synapses (SPEC §6). See docs/hardware.md for the model and its choices.
+"""Simulated memristive (PCM) synapses (docs/math.md §6). See docs/hardware.md for the model and its choices.
 
 Public interface:
 

@@ -18,7 +18,7 @@ matrix product through a crossbar that sees the device:
 - **Global drift compensation**: one calibration read per array at that time gives the scalar
   Σ|W(t_p)| / Σ|W_read(t)| (`global_drift_compensation_factor`) that multiplies the array's output
   (Joshi et al. 2020). It is recalibrated for every evaluated time, not per sequence.
-- **8-bit input/output quantisation** (optional, `io_bits`; SPEC §6): each crossbar's input vector is
+- **8-bit input/output quantisation** (optional, `io_bits`; docs/math.md §6): each crossbar's input vector is
   scaled by its largest magnitude (per sequence, as a DAC with per-vector scaling does) and rounded to
   `io_bits` signed levels; the output, in units of (input scale · w_max of the array), is clipped to
   ±`io_out_bound` and rounded to `io_bits` signed levels (the ADC). Training uses the same

@@ -1,4 +1,4 @@
-"""Temporal tasks and datasets (SPEC §5).
+"""Temporal tasks and datasets (docs/math.md §5).
 
     task = osttp.tasks.load("smnist-rows", "train", label="last")
     for batch in task.batches(64, shuffle=True, seed=epoch):   # Batch(xs, ys, mask), time-major
