@@ -20,7 +20,7 @@ import osttp
 import osttp.tasks
 from osttp.experiment import config as C
 from osttp.experiment import tomlio
-from osttp.experiment.cli import main
+from cli_helpers import json_lines, run_cli
 
 # delayed-xor with few sequences: a run takes well under a second in-process
 TINY = ["--task", "delayed-xor", "--task-param", "n_train=96", "--task-param", "n_valid=32",
@@ -30,14 +30,8 @@ RESULT_KEYS = {"task", "rule", "seed", "epochs", "metric_name", "valid_metric", 
 TIMING_KEYS = {"seconds", "eval_seconds", "train_s", "wall_s", "peak_mem_mb"}
 
 
-def _run(capsys, argv: list[str]) -> tuple[int, str, str]:
-    rc = main(argv)
-    cap = capsys.readouterr()
-    return rc, cap.out, cap.err
-
-
-def _lines(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+_run = run_cli
+_lines = json_lines
 
 
 def _no_timing(x):

@@ -10,20 +10,15 @@ from pathlib import Path
 import torch
 
 from osttp.experiment import config as C
-from osttp.experiment.cli import build_parser, main
+from osttp.experiment.cli import build_parser
+from cli_helpers import json_lines, run_cli
 
 TINY = ["--task", "delayed-xor", "--task-param", "n_train=64", "--hidden", "8", "--threads", "1", "--quiet",
         "--log-every", "50", "--metric-window", "60"]
 
 
-def _run(capsys, argv: list[str]) -> tuple[int, str, str]:
-    rc = main(argv)
-    cap = capsys.readouterr()
-    return rc, cap.out, cap.err
-
-
-def _lines(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+_run = run_cli
+_lines = json_lines
 
 
 def _model(path: Path) -> dict:

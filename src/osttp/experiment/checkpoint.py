@@ -49,11 +49,17 @@ def _write_atomic(path: Path, mode: str, write: Any, keep: Path | None = None) -
             _keep_copy(path, keep)
         os.replace(tmp, path)
     except BaseException:
-        try:
-            tmp.unlink()
-        except OSError:
-            pass
+        _discard(tmp)
         raise
+
+
+def _discard(path: Path) -> None:
+    """Remove a temporary file on the way out of a failed write; a failure to remove it must not
+    hide the error that got us here (the next lock holder sweeps leftovers)."""
+    try:
+        path.unlink()
+    except OSError:
+        pass
 
 
 def _keep_copy(path: Path, keep: Path) -> None:
@@ -67,10 +73,7 @@ def _keep_copy(path: Path, keep: Path) -> None:
             shutil.copyfile(path, link)
         os.replace(link, keep)
     except BaseException:
-        try:
-            link.unlink()
-        except OSError:
-            pass
+        _discard(link)
         raise
 
 

@@ -94,6 +94,13 @@ class OnlineLearner(Learner):
                                for l, views in enumerate(self._layer_acc)]
         return self._layer_acc
 
+    def _layer_matvecs(self) -> list:
+        """The per-layer products for `self.matvec`, built once per matvec rather than at every step."""
+        if getattr(self, "_matvecs_for", None) is not self.matvec or not hasattr(self, "_matvecs"):
+            self._matvecs_for = self.matvec
+            self._matvecs = self.net.layer_matvecs(self.matvec)
+        return self._matvecs
+
     @torch.no_grad()
     def _step(self, x: Tensor, target: Tensor, mask: Tensor, loss: Loss) -> Tensor:
         st = self.stream
@@ -109,7 +116,7 @@ class OnlineLearner(Learner):
         learn_hidden = (supervised or reg is not None) and getattr(signal, "trains_hidden", True)
         local: list[Tensor | None] = []  # per layer: the regulariser's own term of L (never sent down)
         inp = x
-        for l, (layer, mv) in enumerate(zip(net.layers, net.layer_matvecs(self.matvec))):
+        for l, (layer, mv) in enumerate(zip(net.layers, self._layer_matvecs())):
             prev = st.states[l]
             I, new = layer.step_with_current(inp, LayerState(prev.s, prev.y), mv)
             loc = layer.cell.local(I, prev.s, prev.y, new.s, layer.b)
