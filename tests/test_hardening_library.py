@@ -88,6 +88,60 @@ def test_reset_with_an_impossible_batch() -> None:
     learner.step(torch.zeros(2, 3), torch.zeros(2, dtype=torch.long))
 
 
+def _grads_under(rule: str, inference: str) -> dict[str, torch.Tensor]:
+    """One sequence's gradient, with the steps (inference="steps") or only the data
+    (inference="data") made under torch.inference_mode(), or neither ("none")."""
+    g = torch.Generator().manual_seed(3)
+    net = osttp.Network.from_sizes([3, 5, 2], cell="snu", recurrent=True, seed=0, dtype=torch.float64)
+    learner = osttp.make_learner(rule, net)
+    with torch.inference_mode(inference != "none"):
+        xs = torch.rand(6, 2, 3, generator=g, dtype=torch.float64)
+        ys = torch.randint(0, 2, (6, 2), generator=g)
+    with torch.inference_mode(inference == "steps"):
+        return learner.sequence_gradients(xs, ys)
+
+
+def test_bptt_under_inference_mode_is_an_osttp_error() -> None:
+    with pytest.raises(OsttpError, match="inference_mode"):
+        _grads_under("bptt", "steps")
+
+
+@pytest.mark.parametrize("rule,inference", [("bptt", "data"), ("osttp", "data"), ("osttp", "steps"),
+                                            ("ostl-exact", "steps")])
+def test_inference_mode_gives_the_same_gradient(rule, inference) -> None:
+    """BPTT trains on tensors made under inference_mode; online rules need no graph and run inside it."""
+    ref, got = _grads_under(rule, "none"), _grads_under(rule, inference)
+    assert any(g.abs().max() > 0 for g in ref.values())
+    for name in ref:
+        torch.testing.assert_close(got[name], ref[name], rtol=0, atol=0)
+
+
+def test_bptt_state_nbytes_tracks_the_memory_the_graph_takes() -> None:
+    """A B=1 net of 12 units stores ~300 B of data a step but ~24 kB of autograd nodes: the old count
+    (data only, each weight counted at every step) reported 1/20 of the RSS growth."""
+    import gc
+    from pathlib import Path
+
+    def rss() -> int:
+        return int(Path("/proc/self/statm").read_text().split()[1]) * 4096
+    torch.manual_seed(0)
+    net = osttp.Network.from_sizes([10, 12, 5], cell="snu", recurrent=True, seed=0)
+    learner = osttp.make_learner("bptt", net)
+    learner.reset(1)
+    xs, ys = torch.rand(3000, 1, 10), torch.randint(0, 5, (3000, 1))
+    for t in range(20):
+        learner.step(xs[t], ys[t])
+    gc.collect()
+    rss0, rep0 = rss(), learner.state_nbytes()
+    for t in range(20, 3000):
+        learner.step(xs[t], ys[t])
+    gc.collect()
+    ratio = (learner.state_nbytes() - rep0) / (rss() - rss0)
+    assert 0.5 < ratio < 2.0, ratio
+    learner.apply()
+    assert learner.state_nbytes() < 10_000  # the graph is released at apply
+
+
 def test_optimizer_over_another_network_is_refused() -> None:
     other = _net(seed=1)
     with pytest.raises(OsttpError, match="none of the network's parameters"):
@@ -102,6 +156,19 @@ def test_int_labels_mixed_with_float_targets() -> None:
         learner.step(torch.zeros(2, 3), torch.zeros(2, 2))
     learner.reset(2)
     learner.step(torch.zeros(2, 3), torch.zeros(2, 2))  # a new sequence may use the other kind
+
+
+@pytest.mark.parametrize("value,needle", [(float("nan"), "expected a kind name"), ("bogus", "unknown surrogate"),
+                                          ({"kind": "tanh", "width": 2}, "expected keys kind and slope")])
+def test_surrogate_option_of_the_wrong_kind(value, needle) -> None:
+    """Found by benchmarks/fuzz.py: `--cell-option surrogate=nan` was accepted and crashed in the first step."""
+    with pytest.raises(OsttpError, match=needle):
+        osttp.make_cell("snu", surrogate=value)
+
+
+def test_surrogate_option_by_name() -> None:
+    from osttp.cells import Surrogate
+    assert osttp.make_cell("lif", surrogate="tanh").surrogate == Surrogate("tanh")
 
 
 def test_feedback_scale_beyond_the_dtype() -> None:

@@ -39,14 +39,29 @@ def _check_numeric_options(name: str, factory: Any, options: dict[str, Any]) -> 
             checks.number(f"cell {name!r} option {key}", value)
 
 
+def _surrogate_option(value: Any) -> Surrogate:
+    if isinstance(value, Surrogate):
+        return value
+    if isinstance(value, str):
+        return Surrogate(value)
+    if isinstance(value, dict):
+        try:
+            return Surrogate(**value)
+        except TypeError as e:
+            raise OsttpError(f"surrogate = {value!r}: {e}; expected keys kind and slope") from None
+    raise OsttpError(f"surrogate = {value!r}: expected a kind name, a Surrogate or a dict "
+                     "{kind, slope}")
+
+
 def make_cell(name: str, **options: Any) -> Cell:
     """Build a cell by name; options are its hyperparameters (e.g. d=0.4, g="identity").
 
-    A `surrogate` option may be a Surrogate or a dict like {"kind": "fast-sigmoid", "slope": 10}."""
+    A `surrogate` option may be a Surrogate, a kind name like "fast-sigmoid" or a dict like
+    {"kind": "fast-sigmoid", "slope": 10}."""
     factory = CELLS.get(name).factory
     _check_numeric_options(name, factory, options)
-    if isinstance(options.get("surrogate"), dict):
-        options["surrogate"] = Surrogate(**options["surrogate"])
+    if "surrogate" in options:
+        options["surrogate"] = _surrogate_option(options["surrogate"])
     try:
         return factory(**options)
     except TypeError as e:

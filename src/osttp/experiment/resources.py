@@ -10,7 +10,8 @@ allocates nothing else of this size):
   (Adam 2, SGD with momentum 1), plus the fixed feedback matrices;
 - traces (online rules): per hidden layer, batch x n x k x (fan-in + n if recurrent + 1) for
   diagonal traces, n times that for exact ones (k = the cell's state size);
-- BPTT graph: per stored time step, about (3 k + 6) tensors of batch x n per hidden layer.
+- BPTT graph: per stored time step, about (3 k + 6) tensors of batch x n per hidden layer, plus
+  autograd's bookkeeping of ~2 kB per saved tensor (6 per layer and 6 for the readout and loss).
 
 It is compared with MemAvailable of /proc/meminfo (GPU: the free device memory), with a margin for
 the data and the interpreter. A machine that does not report its memory is not checked.
@@ -26,6 +27,7 @@ from osttp import checks
 from osttp.cells import make_cell
 from osttp.errors import OsttpError
 from osttp.rules import PRESETS
+from osttp.rules.bptt import AUTOGRAD_BYTES_PER_SAVED
 from osttp.tasks import Task
 
 THREADS_PER_CORE = 4  # more threads than this per core only adds contention (and libgomp fails at ~20000)
@@ -81,7 +83,8 @@ def memory_estimate(cfg: Mapping[str, Any], task: Task, dtype: torch.dtype) -> d
     graph = 0
     if not entry.meta.get("online"):
         steps = _seq_len(task) if t["rule"] != "tbptt" else min(_seq_len(task), int(t["window"] or 10))
-        graph = steps * B * (sum(hidden) * (3 * k + 6) + 4 * sizes[-1]) * elem
+        graph = steps * (B * (sum(hidden) * (3 * k + 6) + 4 * sizes[-1]) * elem
+                         + 6 * (len(hidden) + 1) * AUTOGRAD_BYTES_PER_SAVED)
     return {"network": network, "traces": traces, "bptt graph": graph}
 
 
