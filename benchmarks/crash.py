@@ -4,9 +4,11 @@ that was never interrupted (docs/reliability.md).
     python benchmarks/crash.py [--moments 30] [--seed 0] [--dir /tmp/osttp-crash]
 
 One uninterrupted reference run (a real `python -m osttp train` process) gives the run's duration
-D, start-up included. Trial i kills a fresh run at t_i = D * (i + u_i) / n (u_i uniform, seeded):
-the moments are spread over the whole run, so the first ones fall into the interpreter start, the
-config.toml write and the first checkpoint. The killed run is then continued with `--resume` (or
+D, start-up included, and the moment S its run directory appeared. A quarter of the trials kill a
+fresh run in [0, S] (the interpreter start, the directory and config.toml writes), the rest in
+[S, D] (the first checkpoint, training, every later checkpoint, results): trial i of a group of m
+over [a, b] dies at a + (b - a) (i + u_i) / m, u_i uniform and seeded. What existed at each kill
+(directory, config.toml, a checkpoint, epochs logged) is reported. The killed run is then continued with `--resume` (or
 started again with the same command when the kill came before its directory existed) and compared
 with the reference: parameters of model.pt and last.pt, the optimizer state, metrics.jsonl and
 results.json (wall-clock fields excepted). tests/test_reliability.py runs 5 moments.
@@ -73,20 +75,48 @@ def _equal(a: Any, b: Any) -> bool:
     return a == b
 
 
+def _reference(out: Path) -> tuple[float, float]:
+    """Run to the end; (seconds until the run directory appeared, total seconds)."""
+    t0 = time.monotonic()
+    p = _launch(out, resume=False)
+    t_dir = None
+    while p.poll() is None:
+        if t_dir is None and out.exists():
+            t_dir = time.monotonic() - t0
+        time.sleep(0.002)
+    if p.returncode != 0:
+        raise RuntimeError(f"reference run failed with exit {p.returncode}: {p.stderr.read().strip()}")
+    duration = time.monotonic() - t0
+    return (duration if t_dir is None else t_dir), duration
+
+
+def kill_moments(start_up: float, duration: float, n: int, rng: random.Random) -> list[float]:
+    """n moments: a quarter spread over [0, start_up], the rest over [start_up, duration]."""
+    early = max(1, n // 4) if n > 1 else 0
+    groups = [(0.0, start_up, early), (start_up, duration, n - early)]
+    return [a + (b - a) * (i + rng.random()) / m for a, b, m in groups for i in range(m)]
+
+
+def _found(out: Path) -> dict[str, Any]:
+    """What a killed run left behind."""
+    metrics = out / "metrics.jsonl"
+    return {"dir": out.exists(), "config": (out / "config.toml").exists(),
+            "checkpoint": (out / "checkpoints" / "last.pt").exists(),
+            "epochs_logged": len(metrics.read_bytes().splitlines()) if metrics.exists() else 0}
+
+
 def run_trials(root: Path, moments: int = 30, seed: int = 0) -> dict[str, Any]:
     """Reference run, then `moments` kill-and-resume trials under root; counts of what happened."""
     root.mkdir(parents=True, exist_ok=True)
-    ref = root / "ref"
-    t0 = time.monotonic()
-    _finish(ref)
-    duration = time.monotonic() - t0
-    want = _state(ref)
+    start_up, duration = _reference(root / "ref")
+    want = _state(root / "ref")
     rng = random.Random(seed)
     report: dict[str, Any] = {"trials": 0, "identical": 0, "killed": 0, "finished_before_kill": 0,
-                              "dir_missing_at_kill": 0, "reference_s": round(duration, 2), "moments_s": []}
-    for i in range(moments):
+                              "dir_missing_at_kill": 0, "no_config_at_kill": 0, "no_checkpoint_at_kill": 0,
+                              "reference_s": round(duration, 2), "start_up_s": round(start_up, 2),
+                              "moments_s": [], "found": []}
+    for i, t_kill in enumerate(kill_moments(start_up, duration, moments, rng)):
         out = root / f"trial{i}"
-        t_kill = duration * (i + rng.random()) / moments
         p = _launch(out, resume=False)
         deadline = time.monotonic() + t_kill
         while p.poll() is None and time.monotonic() < deadline:
@@ -95,8 +125,11 @@ def run_trials(root: Path, moments: int = 30, seed: int = 0) -> dict[str, Any]:
             p.send_signal(signal.SIGKILL)
             report["killed"] += 1
         p.wait()
-        if not out.exists():
-            report["dir_missing_at_kill"] += 1
+        found = _found(out)
+        report["found"].append(found)
+        report["dir_missing_at_kill"] += not found["dir"]
+        report["no_config_at_kill"] += found["dir"] and not found["config"]
+        report["no_checkpoint_at_kill"] += found["config"] and not found["checkpoint"]
         if p.returncode == 0:
             report["finished_before_kill"] += 1
         else:

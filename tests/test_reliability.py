@@ -323,8 +323,9 @@ def test_ctrl_c_during_startup_is_one_line_130(tmp_path, during) -> None:
 
 
 def test_sigkill_at_random_moments_resumes_bit_identical(tmp_path, capsys) -> None:
-    """The fast profile of benchmarks/crash.py: 5 kills at moments spread over a whole run (the first
-    at 0.9 s: torch import, config write and first checkpoint happen there)."""
+    """The fast profile of benchmarks/crash.py: 5 kills at moments spread over a whole run, one in the
+    start-up (torch import, directory and config.toml writes), four after the directory appeared
+    (first checkpoint, training, later checkpoints, results)."""
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
     import crash
 

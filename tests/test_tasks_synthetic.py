@@ -113,3 +113,13 @@ def test_bad_params() -> None:
         tasks.load("delayed-xor", "train", noise="loud")
     with pytest.raises(OsttpError, match="distractor_p"):
         tasks.load("store-recall", "train", distractor_p=1.5)
+
+
+@pytest.mark.parametrize("params,needle", [
+    ({"delay": 18446744073709551616}, "<= 1000000"),  # found by benchmarks/fuzz.py: numpy's dimension limit
+    ({"n_train": 100_000_000}, "at most 59652323 sequences"),
+    ({"delay": 1_000_000, "n_train": 4096}, "at most 715 sequences of 1000007 steps"),
+])
+def test_sizes_beyond_memory_are_refused_before_allocating(params, needle) -> None:
+    with pytest.raises(OsttpError, match=needle):
+        tasks.load("delayed-xor", "train", **params)

@@ -121,12 +121,15 @@ def cue_accumulation(rng: np.random.Generator, n: int, p: dict[str, Any]) -> Gen
 
 # Every parameter's bounds, declared once: name -> (kind, lo, hi); checked by osttp.checks.
 Bounds = dict[str, tuple[str, float | None, float | None]]
-_STEPS: Bounds = {"delay": ("int", 0, None), "lead": ("int", 0, None), "answer_steps": ("int", 1, None)}
+MAX_STEPS = 1_000_000  # per parameter; far beyond any sequence these tasks are meant for
+_STEPS: Bounds = {"delay": ("int", 0, MAX_STEPS), "lead": ("int", 0, MAX_STEPS), "answer_steps": ("int", 1, MAX_STEPS)}
+MAX_VALUES = 2**31  # input values of one split (8 GiB in float32): checked before anything is allocated
 COMMON_BOUNDS: Bounds = {"seed": ("int", 0, None), "n_train": ("int", 1, None), "n_valid": ("int", 1, None),
                          "n_test": ("int", 1, None), "noise": ("float", 0.0, None)}
-XOR_BOUNDS: Bounds = {**_STEPS, "cue_delay": ("int", 0, None)}
+XOR_BOUNDS: Bounds = {**_STEPS, "cue_delay": ("int", 0, MAX_STEPS)}
 STORE_BOUNDS: Bounds = {"bits": ("int", 1, 8), **_STEPS, "distractor_p": ("float", 0.0, 1.0)}
-CUE_BOUNDS: Bounds = {"n_cues": ("int", 1, None), "cue_len": ("int", 1, None), "gap": ("int", 0, None), **_STEPS}
+CUE_BOUNDS: Bounds = {"n_cues": ("int", 1, 10_000), "cue_len": ("int", 1, MAX_STEPS), "gap": ("int", 0, MAX_STEPS),
+                      **_STEPS}
 
 
 def _check_bounds(name: str, p: dict[str, Any], bounds: Bounds) -> dict[str, Any]:
@@ -166,8 +169,14 @@ SYNTHETIC: dict[str, tuple[dict[str, Any], Callable[[dict[str, Any]], dict[str, 
 def load_synthetic(name: str, split: str, params: dict[str, Any]) -> TensorClassTask:
     defaults, check, generate = SYNTHETIC[name]
     p = check(_check_bounds(name, take_params(name, params, defaults), COMMON_BOUNDS))
+    n = p[f"n_{split}"]
+    shape = generate(np.random.default_rng(0), 0, p)[0].shape[1:]  # (T, channels), nothing allocated
+    if n * shape[0] * shape[1] > MAX_VALUES:
+        raise checks.fail(f"task {name!r} parameter n_{split}", n,
+                          f"at most {MAX_VALUES // (shape[0] * shape[1])} sequences of {shape[0]} steps x "
+                          f"{shape[1]} channels (the split's inputs must stay under {MAX_VALUES} values)")
     rng = split_rng(name, p["seed"], split)
-    xs, labels, mask, k = generate(rng, p[f"n_{split}"], p)
+    xs, labels, mask, k = generate(rng, n, p)
     resolved = {key: p[key] for key in defaults}  # defaults' order: stable config files
     return TensorClassTask(name, split, resolved, torch.from_numpy(xs), torch.from_numpy(labels),
                            torch.from_numpy(mask), k)
