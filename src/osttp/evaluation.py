@@ -14,14 +14,18 @@ import torch
 from torch import Tensor
 
 from osttp import checks
+from osttp.distributed import DataParallel
 from osttp.tasks import Task
 
 
 @torch.no_grad()
 def evaluate_model(model: Callable[[Tensor], Tensor], task: Task, *, batch_size: int = 256,
                    max_batches: int | None = None, device: torch.device | str = "cpu",
-                   dtype: torch.dtype = torch.float32, decision: str = "last") -> dict[str, float]:
-    """``task.new_metric(decision).compute()`` over the first max_batches batches (file order; None: all)."""
+                   dtype: torch.dtype = torch.float32, decision: str = "last",
+                   parallel: DataParallel | None = None) -> dict[str, float]:
+    """``task.new_metric(decision).compute()`` over the first max_batches batches (file order; None: all).
+    With `parallel`, each process evaluates its shard of every batch and the sums are reduced: every
+    process returns the metrics of the whole split."""
     checks.integer("evaluate.batch_size", batch_size, ge=1)
     if max_batches is not None:
         checks.integer("evaluate.max_batches", max_batches, ge=1)
@@ -29,5 +33,10 @@ def evaluate_model(model: Callable[[Tensor], Tensor], task: Task, *, batch_size:
     for i, batch in enumerate(task.batches(batch_size, shuffle=False, dtype=dtype)):
         if max_batches is not None and i >= max_batches:
             break
-        metric.update(model(batch.xs.to(device)), batch)
+        if parallel is not None:
+            batch = parallel.shard(batch)
+        if batch.xs.shape[1]:
+            metric.update(model(batch.xs.to(device)), batch)
+    if parallel is not None:
+        parallel.reduce_metric(metric)
     return metric.compute()

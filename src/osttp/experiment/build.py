@@ -21,7 +21,9 @@ from osttp.errors import OsttpError
 from osttp.experiment import config as C
 from osttp import checks
 from osttp.experiment.backend import Backend, Stepper, make_backend
+from osttp.experiment.parallel import check_supported
 from osttp.experiment.resources import check_memory, check_threads
+from osttp.distributed import DataParallel
 from osttp.calibration import calibrate_firing
 from osttp.rules.regularisers import RateRegulariser
 from osttp.network import Network
@@ -43,6 +45,21 @@ class Setup:
     backend: Backend
     learner: osttp.Learner  # the rule itself (its schedule, its state size)
     stepper: Stepper  # what the loop drives: the learner, or the backend's wrapper around it
+    parallel: DataParallel | None = None  # this process's place in a data-parallel group, if any
+
+    @property
+    def writes(self) -> bool:
+        """Whether this process writes the run's files (rank 0 of a group, or the only process)."""
+        return self.parallel is None or self.parallel.leader
+
+    def named_state(self) -> list[tuple[str, torch.Tensor]]:
+        """What must be identical on every process: parameters, feedback matrices, optimizer slots."""
+        out = list(self.net.state_dict().items())
+        for i, opt in enumerate(o for o in (getattr(self.backend, "torch_optimizer", None),) if o is not None):
+            for pid, slots in sorted(opt.state_dict()["state"].items()):
+                out += [(f"opt{i}.{pid}.{k}", v if isinstance(v, torch.Tensor) else torch.tensor(float(v)))
+                        for k, v in sorted(slots.items())]
+        return out
 
 
 def select_device(spec: str) -> torch.device:
@@ -127,19 +144,27 @@ def check_lr(lr: float, name: str, dtype: torch.dtype) -> None:
                                           f"numbers of {name} (model.dtype)")
 
 
-def prepare(cfg: Mapping[str, Any], cache: TaskCache | None = None) -> Setup:
-    """Validate and build a run. Raises OsttpError for any bad input; writes nothing."""
+def prepare(cfg: Mapping[str, Any], cache: TaskCache | None = None, parallel: DataParallel | None = None,
+            device: torch.device | None = None) -> Setup:
+    """Validate and build a run. Raises OsttpError for any bad input; writes nothing. With `parallel`
+    (experiment.parallel.join) the learner sums its gradients over the group's processes."""
     cfg = copy.deepcopy(dict(cfg))
     C.require_run_keys(cfg)
     _check_names(cfg)
-    device = select_device(cfg["run"]["device"])
+    device = device or select_device(cfg["run"]["device"])
     dtype = DTYPES[cfg["model"]["dtype"]]
     check_lr(cfg["train"]["lr"], cfg["model"]["dtype"], dtype)
     check_threads(cfg)
     tasks = load_tasks(cfg, cache)
     cfg["task"]["params"] = dict(tasks["train"].params)  # resolved: config.toml states every value
+    if parallel is not None:
+        check_supported(cfg, tasks["train"], parallel.world_size)
     check_memory(cfg, tasks["train"], dtype, device)  # before any weight is allocated
     net = make_network(cfg, tasks["train"], device, dtype)
     backend = make_backend(cfg, net)
     learner = make_rule(cfg, net, backend, tasks["train"])
-    return Setup(cfg, device, dtype, tasks, net, backend, learner, backend.stepper(learner))
+    setup = Setup(cfg, device, dtype, tasks, net, backend, learner, backend.stepper(learner), parallel)
+    if parallel is not None:
+        learner.gradient_reducer = parallel.reduce_gradients
+        parallel.check_identical(setup.named_state(), "the initial weights and feedback matrices")
+    return setup

@@ -22,7 +22,9 @@ from typing import Any, Callable, Sequence
 from osttp.errors import OsttpError
 from osttp.experiment import config as C
 from osttp.experiment import rundir
-from osttp.experiment.build import prepare
+from osttp.experiment.build import prepare, select_device
+from osttp.experiment.parallel import (EXIT_RANK_FAILED, join, launch, leave, lost_contact_line, rank_error,
+                                       world_size_from_environment)
 from osttp.experiment.compare import run_compare
 from osttp.experiment.loop import Diverged, nothing_trained, train_run
 from osttp.experiment.report import summary_table, write_summary
@@ -148,14 +150,23 @@ def _cmd_train(args: argparse.Namespace, argv: Sequence[str]) -> int:
             layers.insert(0, (saved, str(out / "config.toml")))
     cfg = C.resolve(*layers)
     C.require_run_keys(cfg)
+    world = world_size_from_environment()
+    if world == 1 and cfg["run"]["nproc"] > 1:
+        return launch(cfg["run"]["nproc"], argv)  # N copies of this command, under torchrun's environment
+    cfg["run"]["nproc"] = world  # config.toml records the processes that ran
     if out is None:
         out = Path("runs") / f"{cfg['task']['name']}-{cfg['train']['rule']}-s{cfg['train']['seed']}"
-    if not args.resume:
-        rundir.check_new_dir(out)  # early: before loading data
-    setup = prepare(cfg)
-    if saved is not None:
-        rundir.check_resume_config(saved, setup.cfg, str(out / "config.toml"))
-    train_run(setup, out, resume=args.resume, quiet=args.quiet, header=f"written by: {_command(argv)}")
+    parallel, device = join(select_device(cfg["run"]["device"]))
+    try:
+        if not args.resume and (parallel is None or parallel.leader):
+            rundir.check_new_dir(out)  # early: before loading data (rank 0 makes the directory)
+        setup = prepare(cfg, parallel=parallel, device=device)
+        if saved is not None:
+            rundir.check_resume_config(saved, setup.cfg, str(out / "config.toml"))
+        train_run(setup, out, resume=args.resume, quiet=args.quiet or not setup.writes,
+                  header=f"written by: {_command(argv)}")
+    finally:
+        leave(parallel)
     return 0
 
 
@@ -358,10 +369,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         args = build_parser().parse_args(argv)
+        if args.func is not _cmd_train and world_size_from_environment() > 1:
+            raise OsttpError(f"osttp {argv[0]} under torchrun with {world_size_from_environment()} processes: only "
+                             "osttp train runs data-parallel; expected one process")
         return int(args.func(args, argv))
     except (_UsageError, OsttpError, Diverged) as e:
-        print(f"osttp: error: {_one_line(str(e))}", file=sys.stderr)
+        line = rank_error(_one_line(str(e)))
+        if line:
+            print(f"osttp: error: {line}", file=sys.stderr)
         return EXIT_DIVERGED if isinstance(e, Diverged) else EXIT_BAD_INPUT
+    except RuntimeError as e:
+        line = lost_contact_line(e)
+        if line is None:
+            raise  # not a lost process: a bug, whose traceback is wanted
+        print(f"osttp: error: {line}", file=sys.stderr)
+        return EXIT_RANK_FAILED
     except OSError as e:  # a full disk, a read-only or vanished directory, a path that is a directory, ...
         print(f"osttp: error: {_one_line(os_error_line(e))}", file=sys.stderr)
         return EXIT_BAD_INPUT

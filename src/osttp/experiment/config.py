@@ -162,6 +162,9 @@ SCHEMA: dict[str, dict[str, Key]] = {
                                 help="also checkpoint every N training batches (default 0: epoch ends only)"),
         "threads": Key("int", 0, lo=0, flag="--threads", metavar="N", commands=EVERY_RUN | {"stream"},
                        help="torch CPU threads (default 0: torch's choice)"),
+        "nproc": Key("int", 1, lo=1, hi=256, flag="--nproc", metavar="N", commands=frozenset({"train"}),
+                     help="data-parallel processes launched here, as torchrun --nproc-per-node N would "
+                          "(docs/distributed.md); under torchrun its process count is used"),
     },
     "compare": {
         "rules": Key("strs", ["osttp", "bptt"], nonempty=True, unique=True, flag="--rules", metavar="A,B",

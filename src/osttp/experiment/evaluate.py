@@ -19,7 +19,7 @@ def eval_split(setup: Setup, split: str, model: Callable[[Tensor], Tensor] | Non
     e = setup.cfg["eval"]
     return evaluate_model(setup.backend.eval_model() if model is None else model, setup.tasks[split],
                           batch_size=e["batch_size"], max_batches=e[f"max_{split}_batches"], device=setup.device,
-                          dtype=setup.dtype, decision=e["decision"])
+                          dtype=setup.dtype, decision=e["decision"], parallel=setup.parallel)
 
 
 def drift_rows(setup: Setup) -> list[dict[str, Any]]:

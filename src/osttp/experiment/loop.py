@@ -135,6 +135,8 @@ def train_run(setup: Setup, out: Path, *, resume: bool = False, quiet: bool = Fa
     over when the run was killed before its first one). The directory is locked for the whole run
     (lock.RunLock). Raises OsttpError for bad input (before anything is written, or with the directory
     it made removed again) and Diverged on NaN/Inf (the last checkpoint stays the last good one)."""
+    if not setup.writes:
+        return _train_follower(setup, out, resume, label)
     if not resume:
         check_new_dir(out)
     created = not out.exists()
@@ -178,6 +180,7 @@ def _train_locked(setup: Setup, out: Path, resume: bool, created: bool, quiet: b
         if created:
             shutil.rmtree(out, ignore_errors=True)
         raise OsttpError(f"cannot write run directory {str(out)!r}: {e.strerror or e}") from None
+    _join_group(setup)
 
     if setup.device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(setup.device)
@@ -190,6 +193,29 @@ def _train_locked(setup: Setup, out: Path, resume: bool, created: bool, quiet: b
                           dumps_json(results_record(setup, position, status="diverged", error=str(e))))
         raise
     return _finish(setup, out, position, clock, log, name)
+
+
+def _join_group(setup: Setup) -> None:
+    """Data-parallel: the other processes wait until rank 0 has made, cleaned or checkpointed the run
+    directory, then every process checks that it holds the same weights and optimizer state."""
+    if setup.parallel is not None:
+        setup.parallel.barrier()
+        setup.parallel.check_identical(setup.named_state(), "the weights and optimizer state to start from")
+
+
+def _train_follower(setup: Setup, out: Path, resume: bool, label: str | None) -> dict[str, Any]:
+    """A data-parallel process other than rank 0: the same run, reading the directory only to resume."""
+    setup.parallel.barrier()  # type: ignore[union-attr]  # rank 0 is done with the directory's set-up
+
+    def silent(line: str) -> None:
+        pass
+    position = (_resume_position(setup, out, silent) if resume else None) or Position()
+    setup.parallel.check_identical(setup.named_state(), "the weights and optimizer state to start from")  # type: ignore[union-attr]
+    clock = _Clock(position.wall_seconds, time.perf_counter())
+    set_threads(setup.cfg)
+    name = label or f"{setup.cfg['train']['rule']} s{setup.cfg['train']['seed']}"
+    _loop(setup, out, position, clock, True, name, silent)
+    return _finish(setup, out, position, clock, silent, name)
 
 
 def _save_checkpoint(setup: Setup, position: Position, path: Path, clock: _Clock | None = None) -> None:
@@ -225,6 +251,8 @@ def _loop(setup: Setup, out: Path, position: Position, clock: _Clock, quiet: boo
                                    dtype=setup.dtype, start=position.batch)
             t0 = time.perf_counter()
             for b, batch in zip(range(position.batch, nb), batches):
+                if setup.parallel is not None:
+                    batch = setup.parallel.shard(batch)
                 xs, ys, mask = (batch.xs.to(setup.device), batch.ys.to(setup.device), batch.mask.to(setup.device))
                 stepper.reset(xs.shape[1])
                 outs = [stepper.step(xs[t], ys[t], mask[t]) for t in range(xs.shape[0])]
@@ -236,13 +264,13 @@ def _loop(setup: Setup, out: Path, position: Position, clock: _Clock, quiet: boo
                     if "overflow" not in str(e):
                         raise
                     overflow = str(e).splitlines()[0]
-                loss = float(stepper.loss_sum)
+                loss = float(stepper.loss_sum) if setup.parallel is None else setup.parallel.sum(stepper.loss_sum)
                 if overflow or not math.isfinite(loss) or not _params_finite(net):
                     what = (f"the update overflowed ({overflow})" if overflow else f"loss {loss}"
                             if not math.isfinite(loss) else "a non-finite parameter after the update")
                     raise Diverged(f"training diverged at epoch {epoch + 1}, batch {b + 1}: {what} "
                                    f"(learning rate {tr['lr']} too large?); last good checkpoint: {last}")
-                metric.update(torch.stack(outs), batch)
+                _update_metric(setup, metric, torch.stack(outs), batch)
                 position.batch = b + 1
                 position.global_batches += 1
                 now = time.perf_counter()
@@ -253,7 +281,8 @@ def _loop(setup: Setup, out: Path, position: Position, clock: _Clock, quiet: boo
                 bar.update({"loss": f"{running['loss']:.4f}", mname: f"{running[mname]:.4f}"})
                 if every and position.global_batches % every == 0 and position.batch < nb:
                     position.train_metric = dict(metric.__dict__)
-                    _save_checkpoint(setup, position, last, clock)
+                    if setup.writes:
+                        _save_checkpoint(setup, position, last, clock)
                     t0 = time.perf_counter()  # checkpoint time is not training time
             # end of epoch: validate, record, checkpoint
             t_eval = time.perf_counter()
@@ -265,10 +294,12 @@ def _loop(setup: Setup, out: Path, position: Position, clock: _Clock, quiet: boo
             position.train_metric, position.epoch_seconds = None, 0.0
             if _better(valid[mname], position.best_value, higher):
                 position.best_epoch, position.best_value = epoch + 1, valid[mname]
-                save_atomic(with_digest({"model": net.state_dict(), "epoch": epoch + 1, "net_config": net.config}),
-                            out / "checkpoints" / "best.pt")
-            _save_checkpoint(setup, position, last, clock)
-            _write_metrics(out, position.history)
+                if setup.writes:
+                    save_atomic(with_digest({"model": net.state_dict(), "epoch": epoch + 1, "net_config": net.config}),
+                                out / "checkpoints" / "best.pt")
+            if setup.writes:
+                _save_checkpoint(setup, position, last, clock)
+                _write_metrics(out, position.history)
             tm = record["train"]
             bar.write(f"[{name}] epoch {epoch + 1}/{tr['epochs']}  train loss {tm['loss']:.4f} {mname} "
                       f"{tm[mname]:.4f}  valid loss {valid['loss']:.4f} {mname} {valid[mname]:.4f}  "
@@ -278,8 +309,21 @@ def _loop(setup: Setup, out: Path, position: Position, clock: _Clock, quiet: boo
     position.wall_seconds = clock.now()
 
 
+def _update_metric(setup: Setup, metric: Any, outputs: torch.Tensor, batch: Any) -> None:
+    """Add a batch to the running metric; data-parallel: every process adds the whole batch's sums."""
+    if setup.parallel is None:
+        metric.update(outputs, batch)
+        return
+    part = setup.tasks["train"].new_metric(setup.cfg["eval"]["decision"])
+    part.update(outputs, batch)
+    setup.parallel.reduce_metric(part)
+    metric.set_sums({k: v + part.sums()[k] for k, v in metric.sums().items()})
+
+
 def _finish(setup: Setup, out: Path, position: Position, clock: _Clock, log: Log, name: str) -> dict[str, Any]:
     cfg = setup.cfg
+    if setup.parallel is not None:
+        setup.parallel.barrier()  # rank 0 has written best.pt, which every process may read below
     mname = setup.tasks["test"].metric_name
     test_params = cfg["eval"]["test_params"]
     setup.backend.final_weights()
@@ -291,6 +335,10 @@ def _finish(setup: Setup, out: Path, position: Position, clock: _Clock, log: Log
         valid_metric = position.history[-1]["valid"][mname] if position.history else None
     test = eval_split(setup, "test")
     setup.net.load_state_dict(final_state)
+    position.wall_seconds = clock.now()
+    if not setup.writes:
+        return results_record(setup, position, status="completed", test_params=test_params,
+                              valid_metric=valid_metric, test_metric=test[mname], test_loss=test["loss"], test=test)
     save_atomic(with_digest({"model": final_state, "net_config": setup.net.config, **setup.backend.model_state()}),
                 out / "model.pt")
     extra: dict[str, Any] = {}

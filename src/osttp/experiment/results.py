@@ -56,6 +56,7 @@ def results_record(setup: "Setup", position: "Position", status: str, **extra: A
         "learner_state_mb": position.learner_state_bytes / 2**20,
         "n_params": sum(p.numel() for p in setup.net.parameters()),
         "device": str(setup.device),
+        "processes": 1 if setup.parallel is None else setup.parallel.world_size,  # data-parallel group size
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "osttp": osttp.__version__,

@@ -10,6 +10,7 @@ or ask for one sequence's descent direction: `learner.sequence_gradients(xs, ys,
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 from torch import Tensor
@@ -71,6 +72,9 @@ class Learner:
         self.matvec: MatVec | None = None
         # A local firing-rate term added to every hidden layer's objective (rules/regularisers.py).
         self.rate_regulariser: RateRegulariser | None = None
+        # Called on the accumulated gradients before they become .grad (osttp.distributed: their sum
+        # over the processes of a data-parallel group).
+        self.gradient_reducer: Callable[[dict[str, Tensor]], None] | None = None
         self.stream: Stream = self._new_stream()
         self._apply_enabled = True
 
@@ -141,6 +145,8 @@ class Learner:
         self._flush()
         if self.pending_steps == 0:
             return
+        if self.gradient_reducer is not None:
+            self.gradient_reducer(self.acc)
         self.write_grads()
         if self.optimizer is not None:
             self.optimizer.step()

@@ -26,6 +26,14 @@ class Metric:
     def reset(self) -> None:
         raise NotImplementedError
 
+    def sums(self) -> dict[str, float]:
+        """The running sums compute() reads: adding two metrics' sums gives the metric of both inputs
+        (osttp.distributed reduces them over processes)."""
+        raise NotImplementedError
+
+    def set_sums(self, sums: dict[str, float]) -> None:
+        raise NotImplementedError
+
 
 def _check_outputs(outputs: torch.Tensor, batch: Batch, n_out: int) -> None:
     T, B = batch.mask.shape
@@ -94,6 +102,14 @@ class ClassificationMetric(Metric):
             self._correct += int((pred[has] == labels[has]).sum())
             self._seqs += int(has.sum())
 
+    def sums(self) -> dict[str, float]:
+        return {"correct": self._correct, "seqs": self._seqs, "loss_sum": self._loss_sum, "steps": self._steps}
+
+    def set_sums(self, sums: dict[str, float]) -> None:
+        # counts stay integers (exact in float64 up to 2**53)
+        self._correct, self._seqs = int(round(sums["correct"])), int(round(sums["seqs"]))
+        self._loss_sum, self._steps = float(sums["loss_sum"]), int(round(sums["steps"]))
+
     def compute(self) -> dict[str, float]:
         nan = float("nan")
         return {
@@ -159,6 +175,12 @@ class MultilabelMetric(Metric):
         s = multilabel_sums(outputs, batch.ys, batch.mask)
         for k, v in s.items():
             self._acc[k] += v
+
+    def sums(self) -> dict[str, float]:
+        return dict(self._acc)
+
+    def set_sums(self, sums: dict[str, float]) -> None:
+        self._acc = {k: float(sums[k]) for k in self._acc}
 
     def compute(self) -> dict[str, float]:
         a = self._acc
