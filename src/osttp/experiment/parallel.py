@@ -96,11 +96,24 @@ def rank_error(line: str) -> str:
     return f"[rank {rank}] {line}"
 
 
-def lost_contact_line(e: BaseException) -> str | None:
-    """A collective that failed because another process is gone, as one line; None for any other error."""
+def _raised_in_collective(e: BaseException) -> bool:
+    """Whether the error came out of torch.distributed (gloo raises a plain RuntimeError when a peer's
+    connection drops; NCCL a DistError)."""
     import torch.distributed as dist
 
-    if world_size_from_environment() == 1 or not isinstance(e, dist.DistError):
+    if isinstance(e, dist.DistError):
+        return True
+    tb = e.__traceback__
+    while tb is not None:
+        if f"torch{os.sep}distributed{os.sep}" in tb.tb_frame.f_code.co_filename:
+            return True
+        tb = tb.tb_next
+    return False
+
+
+def lost_contact_line(e: BaseException) -> str | None:
+    """A collective that failed because another process is gone, as one line; None for any other error."""
+    if world_size_from_environment() == 1 or not _raised_in_collective(e):
         return None
     first = " ".join(str(e).split())[:160]
     return (f"[rank {os.environ.get('RANK', '0')}] lost contact with the other processes ({first}); continue the run "
