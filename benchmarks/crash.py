@@ -1,7 +1,7 @@
 """SIGKILL a training run at random moments and resume it: every run must end bit-identical to one
 that was never interrupted (docs/reliability.md).
 
-    python benchmarks/crash.py [--moments 30] [--seed 0] [--dir /tmp/osttp-crash]
+    python benchmarks/crash.py [--moments 30] [--seed 0] [--n-train 160] [--dir /tmp/osttp-crash]
 
 One uninterrupted reference run (a real `python -m osttp train` process) gives the run's duration
 D, start-up included, and the moment S its run directory appeared. A quarter of the trials kill a
@@ -30,15 +30,18 @@ from typing import Any
 
 import torch
 
-ARGS = ["train", "--task", "delayed-xor", "--task-param", "n_train=160", "--task-param", "n_valid=32",
+ARGS = ["train", "--task", "delayed-xor", "--task-param", "n_valid=32",
         "--task-param", "n_test=32", "--hidden", "12", "--recurrent", "--rule", "osttp", "--epochs", "3",
         "--batch-size", "16", "--checkpoint-every", "2", "--threads", "1", "--quiet"]
 TIMING = {"seconds", "eval_seconds", "train_s", "wall_s", "peak_mem_mb", "threads"}
 
 
+N_TRAIN = 160  # training sequences: 10 batches an epoch (--n-train: a longer run, more kills inside training)
+
+
 def _launch(out: Path, resume: bool) -> subprocess.Popen:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "osttp", *ARGS, "--out", str(out), *(["--resume"] if resume else [])]
+    cmd = [sys.executable, "-m", "osttp", *ARGS, "--task-param", f"n_train={N_TRAIN}", "--out", str(out), *(["--resume"] if resume else [])]
     return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
 
 
@@ -148,7 +151,9 @@ def main() -> int:
     ap.add_argument("--moments", type=int, default=30)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--dir", type=Path, default=None)
+    ap.add_argument("--n-train", type=int, default=N_TRAIN)
     a = ap.parse_args()
+    globals()["N_TRAIN"] = a.n_train
     root = a.dir or Path(tempfile.mkdtemp(prefix="osttp-crash-"))
     try:
         report = run_trials(root, a.moments, a.seed)

@@ -195,3 +195,16 @@ def test_ranks_that_start_from_different_weights_are_refused(tmp_path) -> None:
     for r in (0, 1):
         text = (tmp_path / f"rank{r}.txt").read_text()
         assert "the initial weights differ between rank 0 and rank(s) 1" in text
+
+
+def test_resume_with_another_process_count(tmp_path) -> None:
+    """Supported: the union of the shards is the batch whatever their number, so a run continued with
+    1 process equals the 1-process run to rounding (not bit for bit: the sums are ordered differently)."""
+    args = [*BASE, "--rule", "osttp"]
+    one, mixed = tmp_path / "one", tmp_path / "mixed"
+    assert main([*args, "--epochs", "2", "--out", str(one)]) == 0
+    p = _cli([*args, "--epochs", "1", "--nproc", "2", "--out", str(mixed)])
+    assert p.returncode == 0, p.stderr
+    assert main([*args, "--epochs", "2", "--nproc", "1", "--out", str(mixed), "--resume"]) == 0
+    _close(_state(one), _state(mixed), 1e-10)
+    assert "nproc = 1" in (mixed / "config.toml").read_text()

@@ -209,7 +209,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
 }
 
 # Keys that may differ between a saved run and the command that resumes it.
-RESUMABLE_CHANGES: frozenset[str] = frozenset({"run.device", "run.checkpoint_every", "run.threads",
+RESUMABLE_CHANGES: frozenset[str] = frozenset({"run.device", "run.checkpoint_every", "run.threads", "run.nproc",
                                                "train.epochs", "hardware.drift_eval"})
 
 
