@@ -208,3 +208,21 @@ def test_resume_with_another_process_count(tmp_path) -> None:
     assert main([*args, "--epochs", "2", "--nproc", "1", "--out", str(mixed), "--resume"]) == 0
     _close(_state(one), _state(mixed), 1e-10)
     assert "nproc = 1" in (mixed / "config.toml").read_text()
+
+
+def test_ctrl_c_stops_every_process_with_one_line_and_resume_finishes(tmp_path) -> None:
+    out = tmp_path / "run"
+    args = [*BASE, "--rule", "osttp", "--epochs", "40", "--nproc", "2", "--out", str(out)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    p = subprocess.Popen([sys.executable, "-m", "osttp", *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                         text=True, env=env, start_new_session=True)
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and p.poll() is None and not (out / "metrics.jsonl").exists():
+        time.sleep(0.02)
+    os.killpg(p.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: the whole foreground group
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 130, err
+    assert err.strip().splitlines() == ["osttp: interrupted (continue a run with --resume)"], err
+    q = _cli([*args, "--resume", "--epochs", "3"])
+    assert q.returncode == 0, q.stderr
+    assert json.loads((out / "results.json").read_text())["epochs"] == 3

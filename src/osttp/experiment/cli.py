@@ -24,7 +24,7 @@ from osttp.experiment import config as C
 from osttp.experiment import rundir
 from osttp.experiment.build import prepare, select_device
 from osttp.experiment.parallel import (EXIT_RANK_FAILED, join, launch, leave, lost_contact_line, rank_error,
-                                       world_size_from_environment)
+                                       silent_rank, world_size_from_environment)
 from osttp.experiment.compare import run_compare
 from osttp.experiment.loop import Diverged, nothing_trained, train_run
 from osttp.experiment.report import summary_table, write_summary
@@ -392,7 +392,8 @@ def main(argv: Sequence[str] | None = None) -> int:
               file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
-        print(interrupted_line(), file=sys.stderr)
+        if not silent_rank():
+            print(interrupted_line(), file=sys.stderr)
         return EXIT_INTERRUPTED
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
 import uuid
 from datetime import timedelta
@@ -25,6 +26,7 @@ from osttp.errors import OsttpError
 from osttp.tasks import Task
 
 EXIT_RANK_FAILED = 1
+EXIT_INTERRUPTED = 130
 TIMEOUT = timedelta(minutes=10)  # a collective that waits longer than this means a rank is gone
 
 
@@ -85,15 +87,19 @@ def check_supported(cfg: Mapping[str, Any], task: Task, world: int) -> None:
 LAUNCHED = "OSTTP_LAUNCHED"  # set by `launch`: rank 0 alone reports errors every process meets alike
 
 
+def silent_rank() -> bool:
+    """A rank > 0 started by `launch`: rank 0 reports what every process meets alike."""
+    return os.environ.get(LAUNCHED) == "1" and os.environ.get("RANK", "0") != "0"
+
+
 def rank_error(line: str) -> str:
     """An error line as this process reports it: as is outside a group; prefixed by its rank under
     torchrun; empty from ranks > 0 started by `launch` (rank 0 prints the same line)."""
     if world_size_from_environment() == 1:
         return line
-    rank = os.environ.get("RANK", "0")
-    if rank != "0" and os.environ.get(LAUNCHED) == "1":
+    if silent_rank():
         return ""
-    return f"[rank {rank}] {line}"
+    return f"[rank {os.environ.get('RANK', '0')}] {line}"
 
 
 def _raised_in_collective(e: BaseException) -> bool:
@@ -121,13 +127,17 @@ def lost_contact_line(e: BaseException) -> str | None:
 
 
 def _quiet_agent() -> None:
-    """The elastic agent logs every start and stop; osttp prints its own one-line outcome."""
-    logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)
+    """The elastic agent logs every start and stop; osttp prints its own one-line outcome. Its
+    loggers set their own levels, so each is silenced by name."""
+    for name in ["torch.distributed.elastic", *logging.root.manager.loggerDict]:
+        if name.startswith("torch.distributed"):
+            logging.getLogger(name).setLevel(logging.CRITICAL + 1)
 
 
 def launch(nproc: int, argv: Sequence[str]) -> int:
     """Run `python -m osttp <argv>` in nproc local processes through torch's elastic agent (what
     torchrun --standalone does); one line and a non-zero exit when a process fails."""
+    from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
@@ -139,6 +149,12 @@ def launch(nproc: int, argv: Sequence[str]) -> int:
     os.environ[LAUNCHED] = "1"
     try:
         elastic_launch(config, sys.executable)("-m", "osttp", *argv)
+    except SignalException as e:  # Ctrl-C or a kill of this launcher: the agent has stopped the processes
+        if e.sigval == signal.SIGINT:
+            return EXIT_INTERRUPTED  # rank 0 has printed its one line
+        print(f"osttp: error: stopped by signal {signal.Signals(e.sigval).name}; the processes were stopped "
+              "(continue the run with --resume)", file=sys.stderr)
+        return 128 + int(e.sigval)
     except ChildFailedError as e:
         rank, failure = min(e.failures.items(), key=lambda kv: kv[1].timestamp)
         if failure.exitcode == 2:
