@@ -150,6 +150,17 @@ def test_what_cannot_run_data_parallel_is_one_line_and_exit_2(tmp_path, flags, n
     assert not out.exists()
 
 
+def test_an_existing_run_directory_is_one_line_from_rank_0(tmp_path) -> None:
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    p = _cli([*BASE, "--rule", "osttp", "--epochs", "1", "--nproc", "2", "--out", str(out)])
+    assert p.returncode == 2, p.stderr
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1 and "already exists" in lines[0], p.stderr
+    assert sorted(x.name for x in out.iterdir()) == ["keep.txt"]
+
+
 @pytest.mark.parametrize("B,world", [(16, 2), (17, 2), (5, 3), (3, 3), (64, 7)])
 def test_shards_put_side_by_side_are_the_batch(B, world) -> None:
     bounds = [shard_bounds(B, r, world) for r in range(world)]

@@ -382,7 +382,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         line = lost_contact_line(e)
         if line is None:
             raise  # not a lost process: a bug, whose traceback is wanted
-        print(f"osttp: error: {line}", file=sys.stderr)
+        if line:
+            print(f"osttp: error: {line}", file=sys.stderr)
         return EXIT_RANK_FAILED
     except OSError as e:  # a full disk, a read-only or vanished directory, a path that is a directory, ...
         print(f"osttp: error: {_one_line(os_error_line(e))}", file=sys.stderr)

@@ -118,9 +118,12 @@ def _raised_in_collective(e: BaseException) -> bool:
 
 
 def lost_contact_line(e: BaseException) -> str | None:
-    """A collective that failed because another process is gone, as one line; None for any other error."""
+    """A collective that failed because another process is gone, as one line ("" under `launch`,
+    which names the process that ended); None for any other error."""
     if world_size_from_environment() == 1 or not _raised_in_collective(e):
         return None
+    if os.environ.get(LAUNCHED) == "1":
+        return ""
     first = " ".join(str(e).split())[:160]
     return (f"[rank {os.environ.get('RANK', '0')}] lost contact with the other processes ({first}); continue the run "
             "with --resume")
