@@ -5,9 +5,10 @@ that was never interrupted (docs/reliability.md).
 
 One uninterrupted reference run (a real `python -m osttp train` process) gives the run's duration
 D, start-up included, and the moment S its run directory appeared. A quarter of the trials kill a
-fresh run in [0, S] (the interpreter start, the directory and config.toml writes), the rest in
-[S, 0.95 D] (the first checkpoint, training, every later checkpoint, results): trial i of a group of m
-over [a, b] dies at a + (b - a) (i + u_i) / m, u_i uniform and seeded. What existed at each kill
+fresh run within [0, S] of its launch (the interpreter start, the directory and config.toml writes),
+the rest within [0, 0.95 (D - S)] of the moment its directory appeared (the first checkpoint,
+training, every later checkpoint, results): trial i of a group of m over a span L dies at
+L (i + u_i) / m, u_i uniform and seeded. What existed at each kill
 (directory, config.toml, a checkpoint, epochs logged) is reported. The killed run is then continued with `--resume` (or
 started again with the same command when the kill came before its directory existed) and compared
 with the reference: parameters of model.pt and last.pt, the optimizer state, metrics.jsonl and
@@ -93,12 +94,28 @@ def _reference(out: Path) -> tuple[float, float]:
     return (duration if t_dir is None else t_dir), duration
 
 
-def kill_moments(start_up: float, duration: float, n: int, rng: random.Random) -> list[float]:
-    """n moments: a quarter spread over [0, start_up], the rest over [start_up, 0.95 duration] (a trial
-    run is often a little faster than the reference: later moments would find it finished)."""
+def kill_moments(start_up: float, duration: float, n: int, rng: random.Random) -> list[tuple[str, float]]:
+    """n moments as (clock, seconds): a quarter at ("start", t), t spread over [0, start_up] after the
+    launch; the rest at ("dir", t), t spread over [0, 0.95 (duration - start_up)] after the run
+    directory appeared. Counting from the directory keeps the kills inside the run whatever the
+    machine's load does to the interpreter's start-up."""
     early = max(1, n // 4) if n > 1 else 0
-    groups = [(0.0, start_up, early), (start_up, max(start_up, 0.95 * duration), n - early)]
-    return [a + (b - a) * (i + rng.random()) / m for a, b, m in groups for i in range(m)]
+    groups = [("start", start_up, early), ("dir", 0.95 * max(duration - start_up, 0.0), n - early)]
+    return [(clock, span * (i + rng.random()) / m) for clock, span, m in groups for i in range(m)]
+
+
+def _wait_and_kill(p: subprocess.Popen, out: Path, clock: str, t: float) -> bool:
+    """SIGKILL p t seconds after its launch or after `out` appeared; False when it ended first."""
+    if clock == "dir":
+        while p.poll() is None and not out.exists():
+            time.sleep(0.002)
+    deadline = time.monotonic() + t
+    while p.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.002)
+    if p.poll() is not None:
+        return False
+    p.send_signal(signal.SIGKILL)
+    return True
 
 
 def _found(out: Path) -> dict[str, Any]:
@@ -119,15 +136,10 @@ def run_trials(root: Path, moments: int = 30, seed: int = 0) -> dict[str, Any]:
                               "dir_missing_at_kill": 0, "no_config_at_kill": 0, "no_checkpoint_at_kill": 0,
                               "reference_s": round(duration, 2), "start_up_s": round(start_up, 2),
                               "moments_s": [], "found": []}
-    for i, t_kill in enumerate(kill_moments(start_up, duration, moments, rng)):
+    for i, (clock, t_kill) in enumerate(kill_moments(start_up, duration, moments, rng)):
         out = root / f"trial{i}"
         p = _launch(out, resume=False)
-        deadline = time.monotonic() + t_kill
-        while p.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.005)
-        if p.poll() is None:
-            p.send_signal(signal.SIGKILL)
-            report["killed"] += 1
+        report["killed"] += _wait_and_kill(p, out, clock, t_kill)
         p.wait()
         found = _found(out)
         report["found"].append(found)
@@ -139,7 +151,7 @@ def run_trials(root: Path, moments: int = 30, seed: int = 0) -> dict[str, Any]:
         else:
             _finish(out)
         report["trials"] += 1
-        report["moments_s"].append(round(t_kill, 3))
+        report["moments_s"].append(f"{clock}+{t_kill:.3f}")
         if _equal(want, _state(out)):
             report["identical"] += 1
         else:

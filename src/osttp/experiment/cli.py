@@ -165,6 +165,8 @@ def _cmd_train(args: argparse.Namespace, argv: Sequence[str]) -> int:
             rundir.check_resume_config(saved, setup.cfg, str(out / "config.toml"))
         train_run(setup, out, resume=args.resume, quiet=args.quiet or not setup.writes,
                   header=f"written by: {_command(argv)}")
+        if parallel is not None:
+            parallel.barrier()  # every process done with the group before any tears it down
     finally:
         leave(parallel)
     return 0
