@@ -14,6 +14,7 @@ Exit codes: 0 success, 2 bad input (one line on stderr), 3 training diverged (Na
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -28,7 +29,8 @@ from osttp.experiment.parallel import (EXIT_RANK_FAILED, join, launch, leave, lo
 from osttp.experiment.compare import run_compare
 from osttp.experiment.loop import Diverged, nothing_trained, train_run
 from osttp.experiment.report import summary_table, write_summary
-from osttp.experiment.tomlio import parse_scalar, read_toml
+from osttp.experiment.argtypes import argparse_options
+from osttp.experiment.tomlio import read_toml
 
 EXIT_BAD_INPUT = 2
 EXIT_DIVERGED = 3
@@ -47,48 +49,6 @@ class _Parser(argparse.ArgumentParser):
         raise _UsageError(message)
 
 
-# ---------------------------------------------------------------------------------------------
-# option types
-
-
-def _int_list(text: str) -> list[int]:
-    try:
-        vals = [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers like 256,256, got {text!r}") from None
-    if not vals:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers like 256,256, got {text!r}")
-    return vals
-
-
-def _str_list(text: str) -> list[str]:
-    vals = [v.strip() for v in text.split(",") if v.strip()]
-    if not vals:
-        raise argparse.ArgumentTypeError(f"expected comma-separated names like osttp,bptt, got {text!r}")
-    return vals
-
-
-def _assignment(text: str) -> tuple[str, Any]:
-    key, sep, value = text.partition("=")
-    if not sep or not key.strip():
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
-    return key.strip(), parse_scalar(value.strip())
-
-
-def _argparse_options(key: C.Key) -> dict[str, Any]:
-    """How argparse reads a config key's flag, from its declared kind (and choices)."""
-    by_kind: dict[str, dict[str, Any]] = {
-        "int": {"type": int}, "float": {"type": float}, "bool": {"action": argparse.BooleanOptionalAction},
-        "str": {"choices": list(key.choices)} if key.choices else {},
-        "ints": {"type": _int_list}, "strs": {"type": _str_list},
-        "table": {"type": _assignment, "action": "append"},
-    }
-    kw = dict(by_kind[key.kind])
-    if key.metavar and "choices" not in kw and key.kind != "bool":
-        kw["metavar"] = key.metavar
-    return kw
-
-
 def _add_config_options(p: argparse.ArgumentParser, cmd: str) -> None:
     """The options that set config keys (each overrides the config file): one per key of
     config.SCHEMA that declares a flag for this command."""
@@ -97,7 +57,7 @@ def _add_config_options(p: argparse.ArgumentParser, cmd: str) -> None:
     for sec, keys in C.SCHEMA.items():
         for name, key in keys.items():
             if key.flag and cmd in key.commands:
-                g.add_argument(key.flag, dest=f"{sec}.{name}", default=None, help=key.help, **_argparse_options(key))
+                g.add_argument(key.flag, dest=f"{sec}.{name}", default=None, help=key.help, **argparse_options(key))
     r = p.add_argument_group("run")
     r.add_argument("--out", metavar="DIR", help="output directory")
     if cmd != "demo":
@@ -387,6 +347,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if line:
             print(f"osttp: error: {line}", file=sys.stderr)
         return EXIT_RANK_FAILED
+    except BrokenPipeError:  # `osttp list | head`: the reader has all it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit's flush
+        return 0
     except OSError as e:  # a full disk, a read-only or vanished directory, a path that is a directory, ...
         print(f"osttp: error: {_one_line(os_error_line(e))}", file=sys.stderr)
         return EXIT_BAD_INPUT
