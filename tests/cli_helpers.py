@@ -16,3 +16,16 @@ def run_cli(capsys, argv: list[str]) -> tuple[int, str, str]:
 
 def json_lines(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+TIMING_KEYS = frozenset({"seconds", "eval_seconds", "train_s", "wall_s", "peak_mem_mb"})
+
+
+def without_keys(x, keys=TIMING_KEYS):
+    """x (nested dicts and lists) without the entries named in keys: clocks and per-process
+    resources, which differ between two runs that are otherwise equal."""
+    if isinstance(x, dict):
+        return {k: without_keys(v, keys) for k, v in x.items() if k not in keys}
+    if isinstance(x, list):
+        return [without_keys(v, keys) for v in x]
+    return x

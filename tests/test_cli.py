@@ -20,26 +20,18 @@ import osttp
 import osttp.tasks
 from osttp.experiment import config as C
 from osttp.experiment import tomlio
-from cli_helpers import json_lines, run_cli
+from cli_helpers import json_lines, run_cli, without_keys
 
 # delayed-xor with few sequences: a run takes well under a second in-process
 TINY = ["--task", "delayed-xor", "--task-param", "n_train=96", "--task-param", "n_valid=32",
         "--task-param", "n_test=32", "--hidden", "8", "--batch-size", "16", "--quiet"]
 RESULT_KEYS = {"task", "rule", "seed", "epochs", "metric_name", "valid_metric", "test_metric", "wall_s",
                "peak_mem_mb", "chance", "cell", "hidden", "status", "test_params", "learner_state_mb"}
-TIMING_KEYS = {"seconds", "eval_seconds", "train_s", "wall_s", "peak_mem_mb"}
-
-
 _run = run_cli
 _lines = json_lines
 
 
-def _no_timing(x):
-    if isinstance(x, dict):
-        return {k: _no_timing(v) for k, v in x.items() if k not in TIMING_KEYS}
-    if isinstance(x, list):
-        return [_no_timing(v) for v in x]
-    return x
+_no_timing = without_keys
 
 
 def _load(path: Path) -> dict:

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from cli_helpers import TIMING_KEYS, without_keys
 from osttp.distributed import shard_bounds, tensor_digest
 from osttp.errors import OsttpError
 from osttp.experiment.cli import main
@@ -23,7 +24,7 @@ BASE = ["train", "--task", "delayed-xor", "--task-param", "n_train=48", "--task-
         "--task-param", "n_test=16", "--task-param", "delay=4", "--cell", "snu", "--hidden", "6", "--recurrent",
         "--dtype", "float64", "--optimizer", "adam", "--lr", "0.01", "--batch-size", "16", "--threads", "1", "--quiet"]
 # per-process resources and clocks, not results
-TIMING = {"seconds", "eval_seconds", "train_s", "wall_s", "peak_mem_mb", "threads", "processes", "learner_state_mb"}
+TIMING = TIMING_KEYS | {"threads", "processes", "learner_state_mb"}
 
 
 def _cli(args: list[str], timeout: float = 300) -> subprocess.CompletedProcess:
@@ -41,11 +42,7 @@ def _state(out: Path) -> dict:
 
 
 def _no_timing(x):
-    if isinstance(x, dict):
-        return {k: _no_timing(v) for k, v in x.items() if k not in TIMING}
-    if isinstance(x, list):
-        return [_no_timing(v) for v in x]
-    return x
+    return without_keys(x, TIMING)
 
 
 def _close(a, b, tol: float, where: str = "") -> None:
