@@ -160,8 +160,8 @@ def launch(nproc: int, argv: Sequence[str]) -> int:
         return 128 + int(e.sigval)
     except ChildFailedError as e:
         rank, failure = min(e.failures.items(), key=lambda kv: kv[1].timestamp)
-        if failure.exitcode == 2:
-            return 2  # bad input: rank 0 has printed its line
+        if failure.exitcode in (2, 3):
+            return failure.exitcode  # bad input (2) or divergence (3): rank 0 has printed its line
         how = f"signal {failure.signal_name()}" if failure.exitcode < 0 else f"exit code {failure.exitcode}"
         print(f"osttp: error: process {rank} of {nproc} ended with {how}; the others were stopped "
               "(continue the run with --resume)", file=sys.stderr)
