@@ -234,3 +234,13 @@ def test_ctrl_c_stops_every_process_with_one_line_and_resume_finishes(tmp_path) 
     q = _cli([*args, "--resume", "--epochs", "3"])
     assert q.returncode == 0, q.stderr
     assert json.loads((out / "results.json").read_text())["epochs"] == 3
+
+
+def test_divergence_is_one_line_exit_3_and_recorded_by_rank_0(tmp_path) -> None:
+    out = tmp_path / "run"
+    p = _cli([*BASE, "--dtype", "float32", "--rule", "bptt", "--optimizer", "sgd", "--lr", "1e37", "--epochs", "2",
+              "--nproc", "2", "--out", str(out)])  # later flags win
+    assert p.returncode == 3, p.stderr
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1 and "[rank 0] training diverged" in lines[0], p.stderr
+    assert json.loads((out / "results.json").read_text())["status"] == "diverged"
