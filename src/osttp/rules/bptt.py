@@ -24,7 +24,9 @@ class BPTTStream(Stream):
     states: list[LayerState] = field(default_factory=list)
     pending_loss: Tensor | None = None  # sum of the losses whose graph is still stored
     graph_nbytes: int = 0  # bytes the stored graph holds (graph_saved_nbytes), for state_nbytes
-    saved_storages: set[int] = field(default_factory=set)  # storages already counted in graph_nbytes
+    # storages already counted in graph_nbytes (key -> bytes); a dict, not a set, so that a snapshot
+    # (osttp.streams.learner_state, taken when no graph is held: empty) holds plain containers only
+    saved_storages: dict[int, int] = field(default_factory=dict)
 
     def tensors(self) -> list[Tensor]:
         return super().tensors() + [t for st in self.states for t in st]
@@ -54,7 +56,7 @@ class BPTTLearner(Learner):
         st.states = self.net.initial_state(batch_size)
         st.pending_loss = None
         st.graph_nbytes = 0
-        st.saved_storages = set()
+        st.saved_storages = {}
 
     def _count_saved(self, t: Tensor) -> Tensor:
         """Count what the graph holds: each storage once (a weight is saved at every step but held
@@ -64,7 +66,7 @@ class BPTTLearner(Learner):
         storage = t.untyped_storage()
         key = storage.data_ptr()
         if key not in st.saved_storages and key not in self._param_keys:
-            st.saved_storages.add(key)
+            st.saved_storages[key] = storage.nbytes()
             st.graph_nbytes += storage.nbytes()
         return t
 
@@ -98,7 +100,7 @@ class BPTTLearner(Learner):
                 st.acc[n] += g
         st.pending_loss = None
         st.graph_nbytes = 0
-        st.saved_storages = set()
+        st.saved_storages = {}
         st.states = [LayerState(s.s.detach(), s.y.detach()) for s in st.states]
 
     def state_nbytes(self) -> int:
