@@ -159,7 +159,10 @@ def launch(nproc: int, argv: Sequence[str]) -> int:
               "(continue the run with --resume)", file=sys.stderr)
         return 128 + int(e.sigval)
     except ChildFailedError as e:
-        rank, failure = min(e.failures.items(), key=lambda kv: kv[1].timestamp)
+        # The cause, not a consequence: a process that lost its peer exits EXIT_RANK_FAILED, maybe
+        # before the agent has noticed the peer's own end, so those come last whatever their time.
+        rank, failure = min(e.failures.items(),
+                            key=lambda kv: (kv[1].exitcode == EXIT_RANK_FAILED, kv[1].timestamp))
         if failure.exitcode in (2, 3):
             return failure.exitcode  # bad input (2) or divergence (3): rank 0 has printed its line
         how = f"signal {failure.signal_name()}" if failure.exitcode < 0 else f"exit code {failure.exitcode}"
