@@ -253,7 +253,7 @@ def _edit(path: Path, how: str) -> None:
 
 
 @pytest.mark.parametrize("how", ["extra-key", "rng-size", "no-history", "weight-shape", "weight-dtype",
-                                 "adam-shape", "zeros", "garbage-pickle"])
+                                 "adam-shape", "zeros", "garbage-pickle", "one-byte"])
 def test_corrupt_checkpoints_are_named_exit_2(tmp_path, capsys, how) -> None:
     out = tmp_path / "run"
     _train(capsys, out)
@@ -262,6 +262,8 @@ def test_corrupt_checkpoints_are_named_exit_2(tmp_path, capsys, how) -> None:
         path = out / "checkpoints" / name
         if how == "zeros":
             path.write_bytes(b"\0" * 4096)
+        elif how == "one-byte":  # found by benchmarks/fuzz.py: a lone pickle opcode, struct.error inside torch
+            path.write_bytes(b"M")
         elif how == "garbage-pickle":
             import pickle
             import zipfile
