@@ -317,7 +317,8 @@ def _update_metric(setup: Setup, metric: Any, outputs: torch.Tensor, batch: Any)
     part = setup.tasks["train"].new_metric(setup.cfg["eval"]["decision"])
     part.update(outputs, batch)
     setup.parallel.reduce_metric(part)
-    metric.set_sums({k: v + part.sums()[k] for k, v in metric.sums().items()})
+    batch_sums = part.sums()
+    metric.set_sums({k: v + batch_sums[k] for k, v in metric.sums().items()})
 
 
 def _finish(setup: Setup, out: Path, position: Position, clock: _Clock, log: Log, name: str) -> dict[str, Any]:
