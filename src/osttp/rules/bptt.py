@@ -57,6 +57,8 @@ class BPTTLearner(Learner):
         st.pending_loss = None
         st.graph_nbytes = 0
         st.saved_storages = {}
+        # the network's own storages, never the graph's (the optimizer updates them in place)
+        self._param_keys = {p.untyped_storage().data_ptr() for p in self.params.values()}
 
     def _count_saved(self, t: Tensor) -> Tensor:
         """Count what the graph holds: each storage once (a weight is saved at every step but held
@@ -78,7 +80,6 @@ class BPTTLearner(Learner):
         # Tensors made under inference_mode cannot be saved for backward; a plain copy can.
         x, target, mask = (v.clone() if v.is_inference() else v for v in (x, target, mask))
         st = self.stream
-        self._param_keys = {p.untyped_storage().data_ptr() for p in self.params.values()}
         with torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(self._count_saved, lambda t: t):
             o, st.states = self.net.step(x, st.states, self.matvec)
             E = (mask * loss.value(o, target)).sum()
