@@ -64,6 +64,11 @@ a("--eval_every", type=int, default=1)
 a("--loss_mean_time", type=int, default=0)
 a("--train_bias", type=int, default=1)
 a("--train_H", type=int, default=1)
+a("--signal", default="tp")  # tp: target projection (with --center) | local: local-error projection
+a("--beta", type=float, default=1.0)  # local: logit scale of the layer's local prediction beta * u B^T
+a("--local_in", default="y")  # local: u = y (this step's output) | trace (low-pass of y, factor --local_kappa)
+a("--local_kappa", type=float, default=0.9)
+a("--local_fb", default="B")  # local: B (the layer's feedback matrix) | G (a second fixed random matrix)
 args = p.parse_args()
 
 torch.manual_seed(args.seed)
@@ -148,6 +153,8 @@ for n in sizes[1:]:
     else:
         raise SystemExit(args.fb_dist)
     Bs.append(B)
+Gs = [torch.empty_like(B).uniform_(-math.sqrt(6.0 / B.shape[1]), math.sqrt(6.0 / B.shape[1]), generator=fgen)
+      for B in Bs] if args.local_fb == "G" else Bs
 
 
 def make_opt(name, params, lr, wd=0.0):
@@ -202,8 +209,16 @@ def tgt_signal(y):  # y: (B,C) one-hot/multi-hot
     return y
 
 
+def local_error(u, target, l):
+    """(sigma(beta u G^T) - y*) G: the gradient of the layer's local CE / beta w.r.t. u (u = y or its trace)."""
+    z = args.beta * (u @ Gs[l].T)
+    p = z.softmax(-1) if kind == "ce" else torch.sigmoid(z)
+    return (p - target) @ Gs[l]
+
+
 def run(xs, ys, mask, rule, train_mode):
     T, Bn = xs.shape[:2]
+    ubar = [torch.zeros(Bn, n) for n in sizes[1:]]
     s = [torch.zeros(Bn, n) for n in sizes[1:]]
     y = [torch.zeros(Bn, n) for n in sizes[1:]]
     o = torch.zeros(Bn, C)
@@ -224,7 +239,12 @@ def run(xs, ys, mask, rule, train_mode):
         if train_mode and rule in ("osttp", "drtp"):
             m = mask[t][:, None]
             for l in range(len(layers)):
-                Lsig = (m * tgt_signal(tgt[t])) @ Bs[l]
+                if args.signal == "local":
+                    ubar[l] = args.local_kappa * ubar[l] + y[l].detach()
+                    u = ubar[l] if args.local_in == "trace" else y[l].detach()
+                    Lsig = m * local_error(u, tgt[t], l)
+                else:
+                    Lsig = (m * tgt_signal(tgt[t])) @ Bs[l]
                 hid_loss = hid_loss + (Lsig.detach() * y[l]).sum() / Bn
                 if args.rate_reg:
                     hid_loss = hid_loss + args.rate_reg * ((y[l].mean(0) - args.rate_target) ** 2).sum()

@@ -17,7 +17,8 @@ Each online rule equals plain autograd on a *modified* graph of the same forward
     own recurrence o_t = kappa o_{t-1} + V y_t + c when the readout is one).
 Signals: target projection L = m_t y*_t B_l (osttp, drtp); random error L = m_t (y_hat_t - y*_t) B_l
 (dfa, eprop-rand); symmetric error L^{K-1} = m_t (y_hat_t - y*_t) V and L^l = L^{l+1} W^{l+1} below
-(eprop-sym); backprop-in-space L = dE_t/dy_t^l at step t (ostl). y_hat_t - y*_t is dE_t/do_t for
+(eprop-sym); backprop-in-space L = dE_t/dy_t^l at step t (ostl); local error L = d/dy_t^l of the layer's local loss
+m_t E(beta u_t B_l^T, y*_t) / beta with u_t = kappa u_{t-1} + y_t, by autograd (osttp-local). y_hat_t - y*_t is dE_t/do_t for
 softmax-CE and sigmoid-BCE, taken from the unmodified forward values.
 These use only the cells' forward functions (dynamics/output) and autograd -- none of the
 hand-derived local derivatives, trace algebra or signal code they check.
@@ -80,7 +81,7 @@ def bptt_oracle(net: Network, xs: Tensor, ys: Tensor, mask: Tensor | None = None
 
 ORACLE_GRAPHS = ("exact", "diagonal", "none", "factorized")
 SIGNAL_NAMES = ("target-projection", "centred-target-projection", "random-error", "symmetric-error",
-                "backprop-in-space", "none")
+                "backprop-in-space", "local-error", "none")
 
 
 def oracle_graph(trace: str) -> str:
@@ -168,8 +169,19 @@ def _spatial_signal_at_step(net: Network, l: int, y_l: Tensor, prev_states: list
     return g
 
 
+def _local_error_at_step(y_l: Tensor, u_prev: Tensor, B: Tensor, target: Tensor, mask: Tensor, kind: str,
+                         beta: float, kappa: float) -> Tensor:
+    """d/dy_t of the layer's local loss sum_b m_t E(beta u_t B^T, y*_t) / beta, u_t = kappa u_{t-1} + y_t
+    (u_{t-1} a constant), by autograd."""
+    y = y_l.detach().requires_grad_(True)
+    E = (mask * step_loss(beta * ((kappa * u_prev + y) @ B.T), target, kind)).sum() / beta
+    (g,) = torch.autograd.grad(E, y)
+    return g
+
+
 def online_oracle(net: Network, xs: Tensor, ys: Tensor, mask: Tensor | None, trace: str, signal: str,
-                  rate_reg: tuple[float, float] | None = None, prior: Tensor | None = None) -> dict[str, Tensor]:
+                  rate_reg: tuple[float, float] | None = None, prior: Tensor | None = None,
+                  local: tuple[float, float] = (1.0, 0.9)) -> dict[str, Tensor]:
     """Gradients of an online rule (registered trace kind x signal) by autograd on its modified graph."""
     graph = oracle_graph(trace)
     if signal not in SIGNAL_NAMES:
@@ -181,6 +193,7 @@ def online_oracle(net: Network, xs: Tensor, ys: Tensor, mask: Tensor | None, tra
     states = net.initial_state(B)[:-1]
     bars: list = [None] * len(net.layers)  # the factorized graph's filtered presynaptic vectors
     o = torch.zeros(B, net.n_out, dtype=net.dtype)
+    u = [torch.zeros(B, n, dtype=net.dtype) for n in net.hidden_sizes]  # local-error: the filtered outputs
     total = xs.new_zeros(())
     for t in range(T):
         target, m = targets[t], masks[t]
@@ -210,11 +223,15 @@ def online_oracle(net: Network, xs: Tensor, ys: Tensor, mask: Tensor | None, tra
                 L = (m.unsqueeze(-1) * (target - centre)) @ net.feedback[l]
             elif signal == "random-error":
                 L = error @ net.feedback[l]
+            elif signal == "local-error":
+                beta, kappa = local
+                L = _local_error_at_step(ys_t[l], u[l], net.feedback[l], target, m, kind, beta, kappa)
             elif signal == "symmetric-error":
                 L = error @ net.readout.weight if above is None else above @ net.layers[l + 1].W
             else:  # backprop-in-space
                 L = _spatial_signal_at_step(net, l, ys_t[l], prev, o_prev, target, m, kind)
             L = L.detach()
+            u[l] = local[1] * u[l] + ys_t[l].detach()
             above = L
             total = total + (L * ys_t[l]).sum()
             if rate_reg is not None:  # lam * B * sum_i (batch-mean y_i - target)^2, on the layer's own graph

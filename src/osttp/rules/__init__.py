@@ -1,5 +1,6 @@
 """Learning rules: trace kind x learning signal x update schedule (docs/math.md §4)."""
 from osttp.rules import factorized  # noqa: F401  (registers the factorized trace kind)
+from osttp.rules import local_error  # noqa: F401  (registers the local-error signal)
 from osttp.rules.bptt import BPTTLearner
 from osttp.rules.learner import Learner
 from osttp.rules.losses import Loss, make_loss

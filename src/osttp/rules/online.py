@@ -36,6 +36,7 @@ class OnlineState(NamedTuple):
 class OnlineStream(Stream):
     states: list[OnlineState] = field(default_factory=list)
     traces: list[TraceState] = field(default_factory=list)
+    signal_states: list[Tensor | None] = field(default_factory=list)  # per layer: the signal's own state
     readout: LayerState | None = None  # o_{t-1} of the integrator readout
     readout_eligibility: Tensor | None = None  # y-bar_t = kappa y-bar_{t-1} + y_t (B, n_{K-1})
     bias_eligibility: float = 0.0  # c-bar_t = kappa c-bar_{t-1} + 1
@@ -43,6 +44,7 @@ class OnlineStream(Stream):
     def tensors(self) -> list[Tensor]:
         out = super().tensors() + [t for st in self.states for t in st]
         out += [t for tr in self.traces for t in tr.values()]
+        out += [t for t in self.signal_states if t is not None]
         if self.readout is not None:
             out += [self.readout.y]
         if self.readout_eligibility is not None:
@@ -79,11 +81,12 @@ class OnlineLearner(Learner):
 
     def _reset_stream(self, batch_size: int) -> None:
         st = self.stream
-        st.states, st.traces = [], []
-        for layer in self.net.layers:
+        st.states, st.traces, st.signal_states = [], [], []
+        for l, layer in enumerate(self.net.layers):
             s0 = layer.initial_state(batch_size)
             st.states.append(OnlineState(s0.s, s0.y, torch.zeros_like(s0.s), torch.zeros_like(s0.y)))
             st.traces.append(self.trace.init(layer, batch_size))
+            st.signal_states.append(self.signal.init_state(self.net, l, batch_size))
         st.readout = self.net.readout.initial_state(batch_size)
         st.readout_eligibility = None
         st.bias_eligibility = 0.0
@@ -105,7 +108,7 @@ class OnlineLearner(Learner):
     def _step(self, x: Tensor, target: Tensor, mask: Tensor, loss: Loss) -> Tensor:
         st = self.stream
         net, signal = self.net, self.signal
-        ctx = StepContext(target=target, mask=mask)
+        ctx = StepContext(target=target, mask=mask, loss=loss, states=st.signal_states)
         layer_acc = self._layer_acc_views()
         # Every signal carries the factor m_t: an unsupervised step only advances states and traces
         # (unless a rate regulariser, which acts at every step, is set). Skipping the contraction is
@@ -121,6 +124,7 @@ class OnlineLearner(Learner):
             I, new = layer.step_with_current(inp, LayerState(prev.s, prev.y), mv)
             loc = layer.cell.local(I, prev.s, prev.y, new.s, layer.b)
             self.trace.update(st.traces[l], layer, loc, prev.os, prev.ob, inp, prev.y)
+            st.signal_states[l] = signal.advance(st.signal_states[l], new.y)  # at every step, supervised or not
             local.append(reg.signal(new.y) if reg is not None and learn_hidden else None)
             if learn_hidden and not signal.uses_output_error:  # no spatial locking: learn before the layers above run
                 L = signal.for_layer(net, l, ctx, None)

@@ -16,15 +16,20 @@ from torch import Tensor
 from osttp.cells import Local
 from osttp.network import Network
 from osttp.registry import Registry
+from osttp.rules.losses import Loss
 
 
 @dataclass
 class StepContext:
-    """What a step offers a signal: target y*_t (B, C), mask m_t (B,), and -- only after the readout --
-    the masked output error m_t dE_t/do_t (B, C) and every layer's local derivatives."""
+    """What a step offers a signal: target y*_t (B, C), mask m_t (B,), the task's loss (its kind says
+    softmax or sigmoid), each layer's own signal state after this step (`states[l]`, None for a
+    stateless signal), and -- only after the readout -- the masked output error m_t dE_t/do_t (B, C)
+    and every layer's local derivatives."""
 
     target: Tensor
     mask: Tensor
+    loss: Loss = Loss("ce")
+    states: Sequence[Tensor | None] = field(default_factory=list)
     error: Tensor | None = None
     locals: Sequence[Local] = field(default_factory=list)
 
@@ -34,10 +39,24 @@ class LearningSignal(Protocol):
     uses_output_error: bool
     trains_hidden: bool  # False: the hidden layers get no signal at all (a control), so skip them
 
+    def init_state(self, net: Network, l: int, batch_size: int) -> Tensor | None: ...
+
+    def advance(self, state: Tensor | None, y: Tensor) -> Tensor | None: ...
+
     def for_layer(self, net: Network, l: int, ctx: StepContext, above: Tensor | None) -> Tensor: ...
 
 
-class TargetProjection:
+class StatelessSignal:
+    """A signal that keeps nothing between steps: its value at step t depends on step t alone."""
+
+    def init_state(self, net: Network, l: int, batch_size: int) -> Tensor | None:
+        return None
+
+    def advance(self, state: Tensor | None, y: Tensor) -> Tensor | None:
+        return None
+
+
+class TargetProjection(StatelessSignal):
     """DRTP / OSTTP: L_t^l = m_t y*_t B_l, used as the gradient w.r.t. y_t^l (optimizer subtracts it)."""
 
     name = "target-projection"
@@ -67,7 +86,7 @@ class CentredTargetProjection(TargetProjection):
         return (ctx.mask.unsqueeze(-1) * (ctx.target - centre)) @ net.feedback[l]
 
 
-class RandomErrorProjection:
+class RandomErrorProjection(StatelessSignal):
     """DFA / random e-prop: L_t^l = m_t (y_hat_t - y*_t) B_l (m_t dE_t/do_t for softmax-CE and sigmoid-BCE)."""
 
     name = "random-error"
@@ -79,7 +98,7 @@ class RandomErrorProjection:
         return ctx.error @ net.feedback[l]
 
 
-class SymmetricErrorBroadcast:
+class SymmetricErrorBroadcast(StatelessSignal):
     """Symmetric e-prop: L_t^{K-1} = m_t (y_hat_t - y*_t) V, with the true readout weights V.
 
     Deeper layers (an amendment: docs/math.md §4.2 defines it for one hidden layer) receive the error through
@@ -96,7 +115,7 @@ class SymmetricErrorBroadcast:
         return above @ net.layers[l + 1].W
 
 
-class BackpropInSpace:
+class BackpropInSpace(StatelessSignal):
     """OSTL: L_t^l = dE_t/dy_t^l through the layers above at step t only.
 
     L^{K-1} = m_t dE_t/do_t V;  L^l = (L^{l+1} * sum_a os^{l+1}_a fI^{l+1}_a) W^{l+1}."""
@@ -113,7 +132,7 @@ class BackpropInSpace:
         return (above * (up.os * up.fI).sum(-1)) @ net.layers[l + 1].W
 
 
-class NoSignal:
+class NoSignal(StatelessSignal):
     """L^l = 0: the hidden layers keep their initial weights; only the readout learns. The control
     that any rule training the hidden layers must beat (a fixed random reservoir + trained readout)."""
 
@@ -140,5 +159,5 @@ def make_signal(name: str) -> LearningSignal:
     return SIGNALS.build(name)
 
 
-__all__ = ["SIGNALS", "BackpropInSpace", "CentredTargetProjection", "LearningSignal", "NoSignal", "RandomErrorProjection", "StepContext",
-           "SymmetricErrorBroadcast", "TargetProjection", "make_signal"]
+__all__ = ["SIGNALS", "BackpropInSpace", "CentredTargetProjection", "LearningSignal", "NoSignal", "RandomErrorProjection",
+           "StatelessSignal", "StepContext", "SymmetricErrorBroadcast", "TargetProjection", "make_signal"]

@@ -1,0 +1,74 @@
+"""Local-error projection: each hidden layer's own fixed random classifier, and its error (docs/math.md §4.2).
+
+The target projection L = m_t y*_t B_l pushes every unit the same way for every sample of a class,
+whether the layer already separates that class or not: it has no error term, and spiking units
+(which never saturate) have nothing else to stop it (docs/learning.md). Here the same fixed matrix
+B_l (C x n_l) also reads the layer out: the layer's local prediction is sigma(beta u_t B_l^T), with u_t
+a low-pass filter of its own output, and the signal is the gradient of that local prediction's loss,
+
+    u_t = kappa u_{t-1} + y_t,          L_t^l = m_t (sigma(beta u_t B_l^T) - y*_t) B_l,
+
+i.e. dE_loc/du_t for E_loc = m_t CE(beta u_t B_l^T, y*_t) / beta (sigmoid-BCE for multi-label targets),
+taken through this step's y_t only (u_{t-1} is a constant). It shrinks once the layer's own read-out is
+right: a per-unit stop term. As beta -> 0 it tends to -(y*_t - 1/C) B_l, the centred projection (up to the
+sign, which a random B_l does not fix). Like the target projection it needs only the target and the
+layer's own output at step t: no output error, no weight transport, no waiting for the layers above.
+"""
+from __future__ import annotations
+
+import math
+
+from torch import Tensor
+
+from osttp.errors import OsttpError
+from osttp.network import Network
+from osttp.rules.losses import Loss
+from osttp.rules.signals import SIGNALS, StepContext
+
+
+def low_pass(prev: Tensor | None, y: Tensor, kappa: float) -> Tensor:
+    """u_t = kappa u_{t-1} + y_t (u_0 = y_0): what the layer's local classifier reads."""
+    return y.clone() if prev is None else prev.mul_(kappa).add_(y)
+
+
+def local_error(u: Tensor, target: Tensor, mask: Tensor, B: Tensor, beta: float, loss: Loss) -> Tensor:
+    """L = m_t (sigma(beta u B^T) - y*) B: d/du of the local loss m_t E(beta u B^T, y*) / beta."""
+    return (mask.unsqueeze(-1) * loss.output_error(beta * (u @ B.T), target)) @ B
+
+
+class LocalErrorProjection:
+    """L_t^l = m_t (sigma(beta u_t B_l^T) - y*_t) B_l with u_t = kappa u_{t-1} + y_t (the module docstring).
+
+    beta: the local logits' scale (> 0); kappa in [0, 1): the filter of the layer's output that the
+    local classifier reads (0: this step's output alone)."""
+
+    name = "local-error"
+    uses_output_error = False
+    trains_hidden = True
+    default_beta = 1.0
+    default_kappa = 0.9
+
+    def __init__(self, beta: float = default_beta, kappa: float = default_kappa) -> None:
+        if not isinstance(beta, (int, float)) or isinstance(beta, bool) or not math.isfinite(beta) or beta <= 0:
+            raise OsttpError(f"local-error beta must be a finite number > 0, got {beta!r}")
+        if not isinstance(kappa, (int, float)) or isinstance(kappa, bool) or not 0.0 <= kappa < 1.0:
+            raise OsttpError(f"local-error kappa must be a number in [0, 1), got {kappa!r}")
+        self.beta, self.kappa = float(beta), float(kappa)
+
+    def init_state(self, net: Network, l: int, batch_size: int) -> Tensor | None:
+        return net.feedback[l].new_zeros(batch_size, net.hidden_sizes[l])
+
+    def advance(self, state: Tensor | None, y: Tensor) -> Tensor | None:
+        return low_pass(state, y, self.kappa)
+
+    def for_layer(self, net: Network, l: int, ctx: StepContext, above: Tensor | None) -> Tensor:
+        u = ctx.states[l]
+        assert u is not None, "the learner advances the signal's state before asking for it"
+        return local_error(u, ctx.target, ctx.mask, net.feedback[l], self.beta, ctx.loss)
+
+
+SIGNALS.register(LocalErrorProjection.name, LocalErrorProjection,
+                 help="each layer's own fixed random classifier through B_l, and its error (a stop term)",
+                 uses_output_error=False)
+
+__all__ = ["LocalErrorProjection", "local_error", "low_pass"]

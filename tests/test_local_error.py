@@ -1,0 +1,115 @@
+"""The local-error signal (osttp-local) against its autograd oracle: each hidden layer's local loss
+m_t E(beta u_t B_l^T, y*_t) / beta, u_t = kappa u_{t-1} + y_t, differentiated through y_t on the rule's
+modified graph (tests/oracles.py), for every trace kind, both loss kinds and both readouts; with the
+limits and negative controls that show the oracle can tell it from its neighbours."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+import osttp
+from osttp.rules import TRACE_KINDS
+from osttp.rules.local_error import LocalErrorProjection
+from osttp.streams.learner_state import restore, snapshot
+from conftest import assert_really_spikes, make_case
+from oracles import assert_grads_close, online_oracle, relative_error
+
+
+def learner(case, trace: str = "diagonal", beta: float = 1.0, kappa: float = 0.9) -> osttp.OnlineLearner:
+    return osttp.OnlineLearner(case.net, trace, LocalErrorProjection(beta, kappa))
+
+
+@pytest.mark.parametrize("trace", TRACE_KINDS.names())
+@pytest.mark.parametrize("targets", ["classes", "multihot"])
+def test_every_trace_kind_with_the_local_error_equals_its_oracle(trace: str, targets: str) -> None:
+    case = make_case("lif", [4, 6, 5, 3], True, seed=61, T=15, targets=targets, readout="integrator")
+    assert_really_spikes(case)
+    got = learner(case, trace, beta=1.7, kappa=0.8).sequence_gradients(case.xs, case.ys, case.mask)
+    want = online_oracle(case.net, case.xs, case.ys, case.mask, trace, "local-error", local=(1.7, 0.8))
+    assert_grads_close(got, want)
+
+
+@pytest.mark.parametrize("cell", ["snu", "alif", "rnn"])
+def test_the_local_error_equals_its_oracle_on_other_cells(cell: str) -> None:
+    case = make_case(cell, [4, 6, 3], True, seed=62, T=13, readout="linear")
+    got = learner(case, beta=0.6, kappa=0.0).sequence_gradients(case.xs, case.ys, case.mask)
+    assert_grads_close(got, online_oracle(case.net, case.xs, case.ys, case.mask, "diagonal", "local-error",
+                                          local=(0.6, 0.0)))
+
+
+def test_the_oracle_tells_the_filter_and_the_scale_apart() -> None:
+    """Negative controls: the oracle with another kappa, another beta, or the centred projection in its
+    place does not match the rule."""
+    case = make_case("lif", [4, 6, 3], True, seed=63, T=14, readout="integrator")
+    got = learner(case, beta=1.0, kappa=0.9).sequence_gradients(case.xs, case.ys, case.mask)
+    for other in ((1.0, 0.0), (1.0, 0.5), (3.0, 0.9)):
+        want = online_oracle(case.net, case.xs, case.ys, case.mask, "diagonal", "local-error", local=other)
+        assert relative_error(got["layers.0.W"], want["layers.0.W"]) > 1e-3, other
+    centred = online_oracle(case.net, case.xs, case.ys, case.mask, "diagonal", "centred-target-projection")
+    assert relative_error(got["layers.0.W"], centred["layers.0.W"]) > 1e-3
+    assert_grads_close({"readout.weight": got["readout.weight"]}, {"readout.weight": centred["readout.weight"]})
+
+
+def test_a_vanishing_scale_is_the_centred_projection_with_the_opposite_sign() -> None:
+    """beta -> 0: sigma(beta u B^T) -> 1/C, so L -> -m_t (y*_t - 1/C) B_l, whatever the filter."""
+    case = make_case("lif", [4, 6, 5, 3], True, seed=64, T=12, readout="integrator")
+    got = learner(case, beta=1e-9).sequence_gradients(case.xs, case.ys, case.mask)
+    centred = osttp.make_learner("osttp-centred", case.net).sequence_gradients(case.xs, case.ys, case.mask)
+    for name in ("layers.0.W", "layers.0.H", "layers.1.W", "layers.1.b"):
+        assert relative_error(got[name], -centred[name]) < 1e-6, name
+
+
+def test_the_signal_stops_once_the_layers_own_readout_is_right() -> None:
+    """The stop term: with a local prediction that already puts (nearly) all mass on the target, L is ~0,
+    where the target projection keeps its full size."""
+    torch.manual_seed(0)
+    B = torch.randn(3, 5, dtype=torch.float64)
+    target = torch.nn.functional.one_hot(torch.tensor([0, 2]), 3).to(torch.float64)
+    Z = 20.0 * (2 * target - 1)  # local logits: +20 on the target class, -20 elsewhere
+    u = Z @ torch.linalg.solve(B @ B.T, B)  # u B^T = Z
+    loss = osttp.rules.make_loss("ce")
+    from osttp.rules.local_error import local_error
+
+    L = local_error(u, target, torch.ones(2, dtype=torch.float64), B, 1.0, loss)
+    assert float(L.abs().max()) < 1e-12
+    assert float(((target - 1 / 3) @ B).abs().max()) > 0.1
+
+
+def test_the_filter_state_survives_a_mid_stream_snapshot() -> None:
+    """The signal's own state lives in the learner's stream: a snapshot mid-sequence and a restore into a
+    fresh learner give the same gradients as an uninterrupted run."""
+    case = make_case("lif", [4, 6, 3], True, seed=65, T=12, readout="integrator")
+    T, half = case.xs.shape[0], case.xs.shape[0] // 2
+
+    def run(split: bool) -> dict[str, torch.Tensor]:
+        a = osttp.make_learner("osttp-local", case.net)
+        a.reset(case.xs.shape[1])
+        for t in range(half):
+            a.step(case.xs[t], case.ys[t], case.mask[t])
+        if split:
+            saved = snapshot(a)
+            b = osttp.make_learner("osttp-local", case.net)
+            b.reset(case.xs.shape[1])
+            restore(b, saved)
+            a = b
+        for t in range(half, T):
+            a.step(case.xs[t], case.ys[t], case.mask[t])
+        return {k: v.clone() for k, v in a.acc.items()}
+
+    whole, split = run(False), run(True)
+    for name in whole:
+        assert torch.equal(whole[name], split[name]), name
+    assert float(whole["layers.0.W"].norm()) > 0
+
+
+@pytest.mark.parametrize("bad", [{"beta": 0.0}, {"beta": -1.0}, {"beta": float("nan")}, {"beta": True},
+                                 {"kappa": 1.0}, {"kappa": -0.1}, {"kappa": "0.5"}])
+def test_bad_parameters_are_one_clear_error(bad: dict) -> None:
+    with pytest.raises(osttp.OsttpError, match="local-error (beta|kappa)"):
+        LocalErrorProjection(**bad)
+
+
+def test_the_preset_is_forward_only() -> None:
+    entry = osttp.rules.PRESETS.get("osttp-local")
+    assert entry.meta["signal"] == "local-error" and entry.meta["trace"] == "diagonal"
+    assert osttp.rules.SIGNALS.get("local-error").meta["uses_output_error"] is False
