@@ -113,3 +113,17 @@ def test_the_preset_is_forward_only() -> None:
     entry = osttp.rules.PRESETS.get("osttp-local")
     assert entry.meta["signal"] == "local-error" and entry.meta["trace"] == "diagonal"
     assert osttp.rules.SIGNALS.get("local-error").meta["uses_output_error"] is False
+
+
+def test_signal_options_reach_the_signal_and_bad_ones_are_refused() -> None:
+    case = make_case("lif", [4, 6, 3], True, seed=66, T=10, readout="integrator")
+    learner = osttp.make_learner("osttp-local", case.net, signal_options={"beta": 2.5, "kappa": 0.3})
+    assert (learner.signal.beta, learner.signal.kappa) == (2.5, 0.3)
+    assert_grads_close(learner.sequence_gradients(case.xs, case.ys, case.mask),
+                       online_oracle(case.net, case.xs, case.ys, case.mask, "diagonal", "local-error", local=(2.5, 0.3)))
+    with pytest.raises(osttp.OsttpError, match="has no option.*gamma.*expected one of beta, kappa"):
+        osttp.make_learner("osttp-local", case.net, signal_options={"gamma": 1.0})
+    with pytest.raises(osttp.OsttpError, match="target-projection.*has no option.*beta.*expected none"):
+        osttp.make_learner("osttp", case.net, signal_options={"beta": 1.0})
+    with pytest.raises(osttp.OsttpError, match="rule 'bptt' has no learning signal"):
+        osttp.make_learner("bptt", case.net, signal_options={"beta": 1.0})

@@ -110,7 +110,7 @@ def make_rule(cfg: Mapping[str, Any], net: Network, backend: Backend, task: Task
     t = cfg["train"]
     window = t["window"] if t["rule"] == "tbptt" else None  # other rules ignore it (documented)
     learner = osttp.make_learner(t["rule"], net, optimizer=backend.optimizer, schedule=t["schedule"],
-                                 loss=task.loss, window=window)
+                                 loss=task.loss, window=window, signal_options=t["signal_options"] or None)
     if getattr(learner, "signal", None) is not None and hasattr(learner.signal, "prior"):
         # centred target projection: centre on the training split's class (or key) frequencies
         learner.signal.prior = task.target_prior().to(dtype=net.dtype, device=net.device)

@@ -114,6 +114,9 @@ SCHEMA: dict[str, dict[str, Key]] = {
                       help="tbptt window (default 10)"),  # tbptt only
         "hidden_lr_scale": Key("float", 1.0, lo=0.0, strict=True, flag="--hidden-lr-scale", metavar="S",
                                help="the hidden layers learn at lr * S, the readout at lr (default 1)"),
+        "signal_options": Key("table", {}, commands=STREAMING, flag="--signal-option", metavar="KEY=VALUE",
+                              help="learning-signal parameter of an online rule, repeatable (e.g. beta=1 for "
+                                   "osttp-local)"),
         "rate_reg": Key("float", 0.0, lo=0.0, flag="--rate-reg", metavar="X",
                         help="firing-rate regulariser X * B * sum_i (batch-mean rate_i - rate_target)^2 per "
                              "step and hidden layer, added to every rule's objective (0: off)"),

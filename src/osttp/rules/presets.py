@@ -17,6 +17,7 @@ from osttp.rules.bptt import BPTTLearner
 from osttp.rules.learner import Learner
 from osttp.rules.online import OnlineLearner
 from osttp.rules.schedules import Schedule
+from osttp.rules.signals import make_signal
 
 TBPTT_DEFAULT_WINDOW = 10
 
@@ -89,15 +90,24 @@ def available_learners() -> list[str]:
 
 def make_learner(name: str, net: Network, optimizer: torch.optim.Optimizer | None = None,
                  schedule: "str | int | Schedule" = "sequence-end", loss: str = "auto",
-                 k: int | None = None, window: int | None = None, **options: Any) -> Learner:
+                 k: int | None = None, window: int | None = None, signal_options: Mapping[str, Any] | None = None,
+                 **options: Any) -> Learner:
     """Build a learner by preset name.
 
     schedule: "sequence-end" (default), "per-step", "every-k" with k, or "every-<k>".
     loss: "auto" (class indices -> "ce", float targets -> "bce"), "ce" or "bce".
-    tbptt: BPTT truncated every `window` steps (default 10); its schedule is every-`window`."""
+    tbptt: BPTT truncated every `window` steps (default 10); its schedule is every-`window`.
+    signal_options: parameters of an online preset's learning signal (e.g. {"beta": 2.0} for osttp-local)."""
     if options:
-        raise OsttpError(f"unknown learner option(s) {sorted(options)}; expected optimizer, schedule, loss, k, window")
+        raise OsttpError(f"unknown learner option(s) {sorted(options)}; expected optimizer, schedule, loss, k, window, "
+                         "signal_options")
     entry = PRESETS.get(name)
     if window is not None and name != "tbptt":
         window = None  # only tbptt reads a window (documented); the others ignore it
-    return entry.factory(net, optimizer, schedule, loss, k, window, name)
+    learner = entry.factory(net, optimizer, schedule, loss, k, window, name)
+    if signal_options:
+        if not isinstance(learner, OnlineLearner):
+            raise OsttpError(f"rule {name!r} has no learning signal; signal options ({', '.join(sorted(signal_options))}) "
+                             "apply to the online rules")
+        learner.signal = make_signal(entry.meta["signal"], **dict(signal_options))
+    return learner

@@ -8,12 +8,14 @@ asking them only after the readout ran, top layer first (`above` is the signal o
 """
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass, field
-from typing import Protocol, Sequence
+from typing import Any, Protocol, Sequence
 
 from torch import Tensor
 
 from osttp.cells import Local
+from osttp.errors import OsttpError
 from osttp.network import Network
 from osttp.registry import Registry
 from osttp.rules.losses import Loss
@@ -155,8 +157,15 @@ for _cls, _help in ((TargetProjection, "DRTP/OSTTP: fixed random projection of t
     SIGNALS.register(_cls.name, _cls, help=_help, uses_output_error=_cls.uses_output_error)
 
 
-def make_signal(name: str) -> LearningSignal:
-    return SIGNALS.build(name)
+def make_signal(name: str, **options: Any) -> LearningSignal:
+    """Build a signal by name; options are its parameters (e.g. beta=1.0, kappa=0.9 for local-error)."""
+    factory = SIGNALS.get(name).factory
+    accepted = [p for p in inspect.signature(factory).parameters if p != "self"]
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        raise OsttpError(f"learning signal {name!r} has no option(s) {', '.join(unknown)}; expected "
+                         f"{'one of ' + ', '.join(accepted) if accepted else 'none'}")
+    return factory(**options)
 
 
 __all__ = ["SIGNALS", "BackpropInSpace", "CentredTargetProjection", "LearningSignal", "NoSignal", "RandomErrorProjection",
