@@ -170,11 +170,15 @@ def _spatial_signal_at_step(net: Network, l: int, y_l: Tensor, prev_states: list
 
 
 def _local_error_at_step(y_l: Tensor, u_prev: Tensor, B: Tensor, target: Tensor, mask: Tensor, kind: str,
-                         beta: float, kappa: float) -> Tensor:
-    """d/dy_t of the layer's local loss sum_b m_t E(beta u_t B^T, y*_t) / beta, u_t = kappa u_{t-1} + y_t
-    (u_{t-1} a constant), by autograd."""
+                         beta: float, kappa: float, prior: Tensor | None) -> Tensor:
+    """d/dy_t of the layer's local loss sum_b m_t E(beta u_t B^T + b_p, y*_t) / beta, u_t = kappa u_{t-1} + y_t
+    (u_{t-1} a constant), by autograd; b_p = log p (ce) or log(p / (1 - p)) (bce), p clipped to [1e-4, 1 - 1e-4]."""
     y = y_l.detach().requires_grad_(True)
-    E = (mask * step_loss(beta * ((kappa * u_prev + y) @ B.T), target, kind)).sum() / beta
+    z = beta * ((kappa * u_prev + y) @ B.T)
+    if prior is not None:
+        p = torch.clamp(prior, 1e-4, 1 - 1e-4)
+        z = z + (torch.log(p) if kind == "ce" else torch.log(p / (1 - p)))
+    E = (mask * step_loss(z, target, kind)).sum() / beta
     (g,) = torch.autograd.grad(E, y)
     return g
 
@@ -225,7 +229,7 @@ def online_oracle(net: Network, xs: Tensor, ys: Tensor, mask: Tensor | None, tra
                 L = error @ net.feedback[l]
             elif signal == "local-error":
                 beta, kappa = local
-                L = _local_error_at_step(ys_t[l], u[l], net.feedback[l], target, m, kind, beta, kappa)
+                L = _local_error_at_step(ys_t[l], u[l], net.feedback[l], target, m, kind, beta, kappa, prior)
             elif signal == "symmetric-error":
                 L = error @ net.readout.weight if above is None else above @ net.layers[l + 1].W
             else:  # backprop-in-space

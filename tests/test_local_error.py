@@ -127,3 +127,25 @@ def test_signal_options_reach_the_signal_and_bad_ones_are_refused() -> None:
         osttp.make_learner("osttp", case.net, signal_options={"beta": 1.0})
     with pytest.raises(osttp.OsttpError, match="rule 'bptt' has no learning signal"):
         osttp.make_learner("bptt", case.net, signal_options={"beta": 1.0})
+
+
+@pytest.mark.parametrize("targets", ["classes", "multihot"])
+def test_a_class_prior_starts_the_local_classifier_there(targets: str) -> None:
+    """With a prior p the local logits are offset by log p (softmax) / logit p (sigmoid): the oracle
+    agrees, and a vanishing scale gives the centred projection on p, with the opposite sign."""
+    case = make_case("lif", [4, 6, 3], True, seed=67, T=12, targets=targets, readout="integrator")
+    prior = torch.tensor([0.5, 0.3, 0.2] if targets == "classes" else [0.7, 0.05, 0.0], dtype=case.net.dtype)
+    rule = learner(case, beta=1.3, kappa=0.7)
+    rule.signal.prior = prior
+    got = rule.sequence_gradients(case.xs, case.ys, case.mask)
+    assert_grads_close(got, online_oracle(case.net, case.xs, case.ys, case.mask, "diagonal", "local-error",
+                                          local=(1.3, 0.7), prior=prior))
+    no_prior = learner(case, beta=1.3, kappa=0.7).sequence_gradients(case.xs, case.ys, case.mask)
+    assert relative_error(got["layers.0.W"], no_prior["layers.0.W"]) > 1e-3
+    tiny = learner(case, beta=1e-9)
+    tiny.signal.prior = prior
+    centred = osttp.make_learner("osttp-centred", case.net)
+    centred.signal.prior = prior.clamp(1e-4, 1 - 1e-4) if targets == "multihot" else prior
+    a = tiny.sequence_gradients(case.xs, case.ys, case.mask)
+    b = centred.sequence_gradients(case.xs, case.ys, case.mask)
+    assert relative_error(a["layers.0.W"], -b["layers.0.W"]) < 1e-6

@@ -11,7 +11,11 @@ a low-pass filter of its own output, and the signal is the gradient of that loca
 i.e. dE_loc/du_t for E_loc = m_t CE(beta u_t B_l^T, y*_t) / beta (sigmoid-BCE for multi-label targets),
 taken through this step's y_t only (u_{t-1} is a constant). It shrinks once the layer's own read-out is
 right: a per-unit stop term. As beta -> 0 it tends to -(y*_t - 1/C) B_l, the centred projection (up to the
-sign, which a random B_l does not fix). Like the target projection it needs only the target and the
+sign, which a random B_l does not fix). With a class prior p (C,) -- the mean target per class of the
+training split, set by the application like the centred projection's -- the local classifier starts
+from the prior, sigma(beta u B_l^T + b_p) with b_p = log p (softmax) or logit p (sigmoid), so that
+beta -> 0 gives -(y*_t - p) B_l: on multi-label tasks with rare keys (JSB) that is the centred
+projection on the key frequencies rather than on 1/2. Like the target projection it needs only the target and the
 layer's own output at step t: no output error, no weight transport, no waiting for the layers above.
 """
 from __future__ import annotations
@@ -31,16 +35,30 @@ def low_pass(prev: Tensor | None, y: Tensor, kappa: float) -> Tensor:
     return y.clone() if prev is None else prev.mul_(kappa).add_(y)
 
 
-def local_error(u: Tensor, target: Tensor, mask: Tensor, B: Tensor, beta: float, loss: Loss) -> Tensor:
-    """L = m_t (sigma(beta u B^T) - y*) B: d/du of the local loss m_t E(beta u B^T, y*) / beta."""
-    return (mask.unsqueeze(-1) * loss.output_error(beta * (u @ B.T), target)) @ B
+PRIOR_CLIP = 1e-4  # a class (key) never seen in the training split would give an infinite bias
+
+
+def prior_bias(prior: Tensor, loss: Loss) -> Tensor:
+    """b_p: the local logits' offset whose prediction is the prior, log p (softmax) or logit p (sigmoid)."""
+    p = prior.clamp(PRIOR_CLIP, 1.0 - PRIOR_CLIP)
+    return p.log() if loss.name == "ce" else p.log() - (-p).log1p()
+
+
+def local_error(u: Tensor, target: Tensor, mask: Tensor, B: Tensor, beta: float, loss: Loss,
+                bias: Tensor | None = None) -> Tensor:
+    """L = m_t (sigma(beta u B^T + b) - y*) B: d/du of the local loss m_t E(beta u B^T + b, y*) / beta."""
+    z = beta * (u @ B.T)
+    if bias is not None:
+        z = z + bias
+    return (mask.unsqueeze(-1) * loss.output_error(z, target)) @ B
 
 
 class LocalErrorProjection:
     """L_t^l = m_t (sigma(beta u_t B_l^T) - y*_t) B_l with u_t = kappa u_{t-1} + y_t (the module docstring).
 
     beta: the local logits' scale (> 0); kappa in [0, 1): the filter of the layer's output that the
-    local classifier reads (0: this step's output alone)."""
+    local classifier reads (0: this step's output alone); prior (C,), when set: the class prior the
+    local classifier starts from (the application sets it from the training split)."""
 
     name = "local-error"
     uses_output_error = False
@@ -54,6 +72,7 @@ class LocalErrorProjection:
         if not isinstance(kappa, (int, float)) or isinstance(kappa, bool) or not 0.0 <= kappa < 1.0:
             raise OsttpError(f"local-error kappa must be a number in [0, 1), got {kappa!r}")
         self.beta, self.kappa = float(beta), float(kappa)
+        self.prior: Tensor | None = None
 
     def init_state(self, net: Network, l: int, batch_size: int) -> Tensor | None:
         return net.feedback[l].new_zeros(batch_size, net.hidden_sizes[l])
@@ -64,11 +83,12 @@ class LocalErrorProjection:
     def for_layer(self, net: Network, l: int, ctx: StepContext, above: Tensor | None) -> Tensor:
         u = ctx.states[l]
         assert u is not None, "the learner advances the signal's state before asking for it"
-        return local_error(u, ctx.target, ctx.mask, net.feedback[l], self.beta, ctx.loss)
+        bias = None if self.prior is None else prior_bias(self.prior, ctx.loss)
+        return local_error(u, ctx.target, ctx.mask, net.feedback[l], self.beta, ctx.loss, bias)
 
 
 SIGNALS.register(LocalErrorProjection.name, LocalErrorProjection,
                  help="each layer's own fixed random classifier through B_l, and its error (a stop term)",
                  uses_output_error=False)
 
-__all__ = ["LocalErrorProjection", "local_error", "low_pass"]
+__all__ = ["LocalErrorProjection", "local_error", "low_pass", "prior_bias"]
