@@ -108,12 +108,9 @@ def make_network(cfg: Mapping[str, Any], task: Task, device: torch.device, dtype
 
 def make_rule(cfg: Mapping[str, Any], net: Network, backend: Backend, task: Task) -> osttp.Learner:
     t = cfg["train"]
-    window = t["window"] if t["rule"] == "tbptt" else None  # other rules ignore it (documented)
     learner = osttp.make_learner(t["rule"], net, optimizer=backend.optimizer, schedule=t["schedule"],
-                                 loss=task.loss, window=window)
-    if getattr(learner, "signal", None) is not None and hasattr(learner.signal, "prior"):
-        # centred target projection: centre on the training split's class (or key) frequencies
-        learner.signal.prior = task.target_prior().to(dtype=net.dtype, device=net.device)
+                                 loss=task.loss, window=t["window"])
+    learner.fit(task)
     if t["rate_reg"] > 0:
         learner.rate_regulariser = RateRegulariser(t["rate_reg"], t["rate_target"])
     return learner

@@ -63,6 +63,9 @@ class FactorizedTrace:
             self._cell_decay[cell] = resting_decay(cell)
         return self._cell_decay[cell]
 
+    def nbytes(self, batch: int, n_in: int, n: int, k: int, recurrent: bool, element_size: int) -> int:
+        return batch * (n_in + (n if recurrent else 0) + n * k) * element_size
+
     def init(self, layer: RecurrentLayer, batch: int) -> TraceState:
         kw = {"dtype": layer.W.dtype, "device": layer.W.device}
         tr = {"W": torch.zeros(batch, layer.n_in, **kw)}

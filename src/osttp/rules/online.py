@@ -19,7 +19,7 @@ from osttp.network import Network
 from osttp.rules.learner import Learner, Stream
 from osttp.rules.losses import Loss
 from osttp.rules.schedules import Schedule
-from osttp.rules.signals import LearningSignal, StepContext, make_signal
+from osttp.rules.signals import LearningSignal, StepContext, TrainingSplit, make_signal
 from osttp.rules.traces import TraceKind, TraceState, make_trace
 
 
@@ -74,6 +74,9 @@ class OnlineLearner(Learner):
         self._layer_acc = [{short: self.stream.acc[f"layers.{l}.{short}"]
                             for short, _ in layer.named_parameters()} for l, layer in enumerate(net.layers)]
 
+    def fit(self, task: TrainingSplit) -> None:
+        self.signal.fit(self.net, task)
+
     def _new_stream(self) -> OnlineStream:
         return OnlineStream(acc=self._zero_acc())
 
@@ -113,7 +116,7 @@ class OnlineLearner(Learner):
         # anyway (a zero mask contributes zero).
         supervised = mask.device.type != "cpu" or bool(mask.any())
         reg = self.rate_regulariser
-        learn_hidden = (supervised or reg is not None) and getattr(signal, "trains_hidden", True)
+        learn_hidden = (supervised or reg is not None) and signal.trains_hidden
         local: list[Tensor | None] = []  # per layer: the regulariser's own term of L (never sent down)
         inp = x
         for l, (layer, mv) in enumerate(zip(net.layers, self._layer_matvecs())):

@@ -38,6 +38,11 @@ TraceState = dict[str, Tensor]
 class TraceKind(Protocol):
     name: str
 
+    def nbytes(self, batch: int, n_in: int, n: int, k: int, recurrent: bool, element_size: int) -> int:
+        """Bytes of per-sample state `init` allocates for a layer of n units with k states each and
+        n_in inputs (the memory estimate of experiment/resources.py adds these up)."""
+        ...
+
     def init(self, layer: RecurrentLayer, batch: int) -> TraceState: ...
 
     def update(self, tr: TraceState, layer: RecurrentLayer, loc: Local, os_prev: Tensor, ob_prev: Tensor,
@@ -134,6 +139,9 @@ class DiagonalTrace:
     def __init__(self, fused: bool = True) -> None:
         self.fused = fused
 
+    def nbytes(self, batch: int, n_in: int, n: int, k: int, recurrent: bool, element_size: int) -> int:
+        return batch * n * k * (n_in + (n if recurrent else 0) + 1) * element_size
+
     def init(self, layer: RecurrentLayer, batch: int) -> TraceState:
         k = layer.cell.n_states
         kw = {"dtype": layer.W.dtype, "device": layer.W.device}
@@ -191,6 +199,9 @@ class NoTrace:
 
     name = "none"
 
+    def nbytes(self, batch: int, n_in: int, n: int, k: int, recurrent: bool, element_size: int) -> int:
+        return 0  # references to this step's tensors only
+
     def init(self, layer: RecurrentLayer, batch: int) -> TraceState:
         return {}
 
@@ -212,6 +223,9 @@ class ExactTrace:
     """Full traces: eps holds ds_m/dtheta for every unit m. O(n^2 n_in) per sample: small layers only."""
 
     name = "exact"
+
+    def nbytes(self, batch: int, n_in: int, n: int, k: int, recurrent: bool, element_size: int) -> int:
+        return n * batch * n * k * (n_in + (n if recurrent else 0) + 1) * element_size
 
     def init(self, layer: RecurrentLayer, batch: int) -> TraceState:
         k, n = layer.cell.n_states, layer.n
