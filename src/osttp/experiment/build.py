@@ -123,13 +123,6 @@ def set_threads(cfg: Mapping[str, Any]) -> None:
         torch.set_num_threads(cfg["run"]["threads"])
 
 
-def _check_names(cfg: Mapping[str, Any]) -> None:
-    for what, name, known in (("rule", cfg["train"]["rule"], osttp.available_learners()),
-                              ("cell", cfg["model"]["cell"], osttp.available_cells())):
-        if name not in known:
-            raise OsttpError(f"unknown {what} {name!r}; expected one of {', '.join(known)}")
-
-
 def check_lr(lr: float, name: str, dtype: torch.dtype) -> None:
     """The learning rate must be a normal number of the run's dtype: above its max torch refuses the
     step size; below its smallest normal number lr * gradient underflows to zero or to denormals, and
@@ -142,25 +135,36 @@ def check_lr(lr: float, name: str, dtype: torch.dtype) -> None:
                                           f"numbers of {name} (model.dtype)")
 
 
+def check_run(cfg: Mapping[str, Any], dtype: torch.dtype) -> None:
+    """What can be checked before any data is loaded (names were checked when the config was read)."""
+    check_lr(cfg["train"]["lr"], cfg["model"]["dtype"], dtype)
+    check_threads(cfg)
+
+
+def build_model(cfg: Mapping[str, Any], task: Task, device: torch.device, dtype: torch.dtype,
+                batch_size: int) -> tuple[Network, Backend, osttp.Learner]:
+    """Network, backend and learner on the training split `task`, after the memory check for
+    `batch_size` parallel sequences: the one build path of train, compare, sweep trials and stream."""
+    check_memory(cfg, task, dtype, device, batch_size)  # before any weight is allocated
+    net = make_network(cfg, task, device, dtype)
+    backend = make_backend(cfg, net)
+    return net, backend, make_rule(cfg, net, backend, task)
+
+
 def prepare(cfg: Mapping[str, Any], cache: TaskCache | None = None, parallel: DataParallel | None = None,
             device: torch.device | None = None) -> Setup:
     """Validate and build a run. Raises OsttpError for any bad input; writes nothing. With `parallel`
     (experiment.parallel.join) the learner sums its gradients over the group's processes."""
     cfg = copy.deepcopy(dict(cfg))
     C.require_run_keys(cfg)
-    _check_names(cfg)
     device = device or select_device(cfg["run"]["device"])
     dtype = DTYPES[cfg["model"]["dtype"]]
-    check_lr(cfg["train"]["lr"], cfg["model"]["dtype"], dtype)
-    check_threads(cfg)
+    check_run(cfg, dtype)
     tasks = load_tasks(cfg, cache)
     cfg["task"]["params"] = dict(tasks["train"].params)  # resolved: config.toml states every value
     if parallel is not None:
         check_supported(cfg, tasks["train"], parallel.world_size)
-    check_memory(cfg, tasks["train"], dtype, device)  # before any weight is allocated
-    net = make_network(cfg, tasks["train"], device, dtype)
-    backend = make_backend(cfg, net)
-    learner = make_rule(cfg, net, backend, tasks["train"])
+    net, backend, learner = build_model(cfg, tasks["train"], device, dtype, cfg["train"]["batch_size"])
     setup = Setup(cfg, device, dtype, tasks, net, backend, learner, backend.stepper(learner), parallel)
     if parallel is not None:
         learner.gradient_reducer = parallel.reduce_gradients

@@ -211,7 +211,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
                      help="each pass over the split in a seeded shuffle (default) or in file order"),
         "reset": Key("bool", False, flag="--reset-at-boundary", commands=STREAM_ONLY,
                      help="zero states and traces when a sequence ends (default off: one continuous signal)"),
-        "drift": Key("str", "none", choices=SCENARIOS, flag="--drift", commands=STREAM_ONLY,
+        "drift": Key("str", "none", choices=Names.of(SCENARIOS), flag="--drift", commands=STREAM_ONLY,
                      help="drift scenario: none, permute (inputs), remap (labels), switch (task)"),
         "drift_every": Key("int", None, lo=1, optional=True, flag="--drift-every", metavar="K",
                            commands=STREAM_ONLY, help="sequences per drift phase (per lane)"),

@@ -27,7 +27,7 @@ from osttp.experiment.checkpoint import (CHECKPOINT_FORMAT, dumps_json, load_che
 from osttp.experiment.evaluate import drift_rows, drift_summary, eval_split
 from osttp.experiment.progress import Log, make_progress
 from osttp.experiment.results import fmt, results_record
-from osttp.experiment.lock import RunLock
+from osttp.experiment.lock import locked_dir
 from osttp.experiment.resume import (LAST, PREV, Corrupt, Position, check_history, check_optimizer_state,
                                      check_structure, pick_checkpoint, read_metrics)
 from osttp.experiment.rundir import check_new_dir, run_config_text
@@ -139,22 +139,8 @@ def train_run(setup: Setup, out: Path, *, resume: bool = False, quiet: bool = Fa
         return _train_follower(setup, out, resume, label)
     if not resume:
         check_new_dir(out)
-    created = not out.exists()
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise OsttpError(f"cannot create run directory {str(out)!r}: {e.strerror or e}") from None
-    lock = RunLock(out)
-    try:
-        lock.acquire()
-    except BaseException:
-        if created:
-            shutil.rmtree(out, ignore_errors=True)
-        raise
-    try:
+    with locked_dir(out) as created:
         return _train_locked(setup, out, resume, created, quiet, label, header, log)
-    finally:
-        lock.release()
 
 
 def _train_locked(setup: Setup, out: Path, resume: bool, created: bool, quiet: bool, label: str | None,

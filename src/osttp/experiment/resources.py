@@ -61,13 +61,15 @@ def _seq_len(task: Task) -> int:
     return int(next(iter(task.batches(1, shuffle=False))).xs.shape[0])
 
 
-def memory_estimate(cfg: Mapping[str, Any], task: Task, dtype: torch.dtype) -> dict[str, int]:
-    """Bytes of network, traces and BPTT graph of the run `cfg` (see the module docstring)."""
+def memory_estimate(cfg: Mapping[str, Any], task: Task, dtype: torch.dtype,
+                    batch_size: int | None = None) -> dict[str, int]:
+    """Bytes of network, traces and BPTT graph of the run `cfg` with `batch_size` parallel sequences
+    (default train.batch_size; see the module docstring)."""
     m, t = cfg["model"], cfg["train"]
     k = int(make_cell(m["cell"], **dict(m["cell_options"])).n_states)
     sizes = [task.n_in, *m["hidden"], task.n_out]
     hidden = sizes[1:-1]
-    B, rec = int(t["batch_size"]), bool(m["recurrent"])
+    B, rec = int(t["batch_size"] if batch_size is None else batch_size), bool(m["recurrent"])
     params = sum(n * (n_in + (n if rec else 0) + 1) for n_in, n in zip(sizes[:-2], hidden))
     params += sizes[-1] * (sizes[-2] + 1)
     slots = optimizer_slots(t)
@@ -92,8 +94,9 @@ def _gb(n: float) -> str:
     return f"{n / 2**30:.3g} GB"
 
 
-def check_memory(cfg: Mapping[str, Any], task: Task, dtype: torch.dtype, device: torch.device) -> None:
-    est = memory_estimate(cfg, task, dtype)
+def check_memory(cfg: Mapping[str, Any], task: Task, dtype: torch.dtype, device: torch.device,
+                 batch_size: int | None = None) -> None:
+    est = memory_estimate(cfg, task, dtype, batch_size)
     need = sum(est.values())
     avail = available_memory(device)
     if avail is None or need <= HEADROOM * avail:

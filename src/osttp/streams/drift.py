@@ -16,10 +16,10 @@ import torch
 
 from osttp import checks
 from osttp.errors import OsttpError
+from osttp.registry import Registry
 from osttp.streams.sources import Sequence, Source
 from osttp.tasks.base import derive_seed, torch_generator
 
-SCENARIOS = ("none", "permute", "remap", "switch")
 PERMUTE_AXES = ("auto", "inputs", "steps")
 
 
@@ -131,20 +131,46 @@ class SwitchedTasks(DriftSource):
         return {**super().describe(), "switch_to": self.other.describe()}
 
 
+def _no_drift(base: Source, every: int | None, seed: int, other: Source | None, permute_axis: str) -> Source:
+    return base
+
+
+def _permute(base: Source, every: int, seed: int, other: Source | None, permute_axis: str) -> Source:
+    return PermutedInputs(base, every, seed, permute_axis)
+
+
+def _remap(base: Source, every: int, seed: int, other: Source | None, permute_axis: str) -> Source:
+    return RemappedLabels(base, every, seed)
+
+
+def _switch(base: Source, every: int, seed: int, other: Source | None, permute_axis: str) -> Source:
+    assert other is not None  # with_drift checks `needs_other`
+    return SwitchedTasks(base, other, every, seed)
+
+
+# A factory takes (base, every, seed, other, permute_axis). meta: drifts -- the scenario changes the
+# source (and needs `every`); needs_other -- it plays a second source.
+SCENARIOS: Registry[Source] = Registry("drift scenario")
+SCENARIOS.register("none", _no_drift, help="no drift: the source as it is", drifts=False, needs_other=False)
+SCENARIOS.register("permute", _permute, help="a new order of the input channels (or time steps) every phase",
+                   drifts=True, needs_other=False)
+SCENARIOS.register("remap", _remap, help="a new permutation of the class labels every phase", drifts=True,
+                   needs_other=False)
+SCENARIOS.register("switch", _switch, help="the base task in even phases, a second task in odd ones",
+                   drifts=True, needs_other=True)
+
+
 def with_drift(base: Source, scenario: str, every: int | None, seed: int, *, other: Source | None = None,
                permute_axis: str = "auto") -> Source:
     """`base` under a drift scenario (SCENARIOS); every: sequences per phase (per lane)."""
-    scenario = checks.string("stream.drift", scenario, SCENARIOS)
-    if scenario == "none":
-        if other is not None:
-            raise OsttpError("stream.switch_task is set but stream.drift is \"none\"; expected drift = \"switch\"")
-        return base
-    if every is None:
+    scenario = checks.string("stream.drift", scenario, SCENARIOS.names())
+    entry = SCENARIOS.get(scenario)
+    if other is not None and not entry.meta["needs_other"]:
+        takes = ", ".join(f'"{e.name}"' for e in SCENARIOS.entries() if e.meta["needs_other"])
+        raise OsttpError(f"stream.switch_task is set but stream.drift is {checks.show(scenario)}; expected drift "
+                         f"= {takes}")
+    if entry.meta["drifts"] and every is None:
         raise OsttpError(f"stream.drift = {checks.show(scenario)} needs stream.drift_every (sequences per phase)")
-    if scenario == "permute":
-        return PermutedInputs(base, every, seed, permute_axis)
-    if scenario == "remap":
-        return RemappedLabels(base, every, seed)
-    if other is None:
-        raise OsttpError("stream.drift = \"switch\" needs stream.switch_task, the task to switch to")
-    return SwitchedTasks(base, other, every, seed)
+    if entry.meta["needs_other"] and other is None:
+        raise OsttpError(f"stream.drift = {checks.show(scenario)} needs stream.switch_task, the task to switch to")
+    return entry.build(base=base, every=every, seed=seed, other=other, permute_axis=permute_axis)
