@@ -125,6 +125,7 @@ class OnlineLearner(Learner):
             loc = layer.cell.local(I, prev.s, prev.y, new.s, layer.b)
             self.trace.update(st.traces[l], layer, loc, prev.os, prev.ob, inp, prev.y)
             local.append(reg.signal(new.y) if reg is not None and learn_hidden else None)
+            ctx.outputs.append(new.y)
             if learn_hidden and not signal.uses_output_error:  # no spatial locking: learn before the layers above run
                 L = signal.for_layer(net, l, ctx, None)
                 self.trace.contract(st.traces[l], loc, L if local[l] is None else L + local[l], layer_acc[l])

@@ -34,13 +34,15 @@ from osttp.registry import Registry
 
 @dataclass
 class StepContext:
-    """What a step offers a signal: target y*_t (B, C), mask m_t (B,), and -- only after the readout --
-    the masked output error m_t dE_t/do_t (B, C) and every layer's local derivatives."""
+    """What a step offers a signal: target y*_t (B, C), mask m_t (B,), the outputs y^k_t (B, n_k) of
+    the layers k <= l run so far, and -- only after the readout -- the masked output error
+    m_t dE_t/do_t (B, C) and every layer's local derivatives."""
 
     target: Tensor
     mask: Tensor
     error: Tensor | None = None
     locals: Sequence[Local] = field(default_factory=list)
+    outputs: list[Tensor] = field(default_factory=list)
 
 
 class TrainingSplit(Protocol):
