@@ -9,9 +9,8 @@ whose entries' `synapses` metadata lists the hardware.synapse values each one se
                                           trained by plain SGD through them (biases: digital SGD), read
                                           noisily at evaluation
 
-Checkpoint entries keep the format of every run directory written so far: a float run saves
-"optimizer" (and "hardware": None), a hardware run "hardware" (holding its digital optimizer; and
-"optimizer": None).
+Checkpoint entries: a float run saves "optimizer" (and "hardware": None), a hardware run "hardware"
+(holding its digital optimizer; and "optimizer": None).
 """
 from __future__ import annotations
 
@@ -70,6 +69,10 @@ class Backend(ABC):
         """xs (T, B, n_in) -> outputs (T, B, C) as deployed, t seconds after now."""
 
     @abstractmethod
+    def torch_optimizers(self) -> list[torch.optim.Optimizer]:
+        """The torch optimizers whose per-parameter state a checkpoint holds and restores."""
+
+    @abstractmethod
     def checkpoint_state(self) -> dict[str, Any]:
         """The checkpoint entries beside the model's state_dict ("optimizer", "hardware")."""
 
@@ -96,10 +99,7 @@ class Backend(ABC):
 
 
 def _param_groups(net: Network, lr: float, hidden_scale: float) -> list[dict[str, Any]]:
-    """The hidden layers' parameters at lr * hidden_scale, the readout's at lr (one group when equal,
-    so optimizer state dicts keep their old layout)."""
-    if hidden_scale == 1.0:
-        return [{"params": list(net.parameters())}]
+    """The hidden layers' parameters at lr * hidden_scale, the readout's at lr."""
     return [{"params": list(net.layers.parameters()), "lr": lr * hidden_scale},
             {"params": list(net.readout.parameters())}]
 
@@ -120,6 +120,9 @@ class FloatBackend(Backend):
 
     def eval_model(self, t: float = 0.0, drift_compensation: bool = False) -> Callable[[Tensor], Tensor]:
         return self.net  # digital weights neither drift nor need compensation
+
+    def torch_optimizers(self) -> list[torch.optim.Optimizer]:
+        return [self.torch_optimizer]
 
     def checkpoint_state(self) -> dict[str, Any]:
         return {"optimizer": self.torch_optimizer.state_dict(), "hardware": None}
@@ -164,6 +167,9 @@ class HardwareBackend(Backend):
     def eval_model(self, t: float = 0.0, drift_compensation: bool = False) -> Callable[[Tensor], Tensor]:
         return hardware.HardwareForward(self.net, self.hw, t=t, drift_compensation=drift_compensation,
                                         seed=self.eval_seed, io_bits=self.hw.io_bits)
+
+    def torch_optimizers(self) -> list[torch.optim.Optimizer]:
+        return [self.hw.digital] if isinstance(self.hw.digital, torch.optim.Optimizer) else []
 
     def checkpoint_state(self) -> dict[str, Any]:
         return {"optimizer": None, "hardware": self.hw.state_dict()}  # holds the digital optimizer too

@@ -55,11 +55,10 @@ class Setup:
     def named_state(self) -> list[tuple[str, torch.Tensor]]:
         """What must be identical on every process: parameters, feedback matrices, optimizer slots."""
         out = list(self.net.state_dict().items())
-        opt = getattr(self.backend, "torch_optimizer", None)  # float backends; hardware is not data-parallel
-        if opt is not None:
+        for i, opt in enumerate(self.backend.torch_optimizers()):
             for pid, slots in sorted(opt.state_dict()["state"].items()):
-                out += [(f"optimizer.{pid}.{k}", v if isinstance(v, torch.Tensor) else torch.tensor(float(v)))
-                        for k, v in sorted(slots.items())]
+                out += [(f"optimizer{'.' + str(i) if i else ''}.{pid}.{k}",
+                         v if isinstance(v, torch.Tensor) else torch.tensor(float(v))) for k, v in sorted(slots.items())]
         return out
 
 
