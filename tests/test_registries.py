@@ -11,6 +11,7 @@ The toy tests register a cell, a trace kind and a task from inside the test and 
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 
 import pytest
 import torch
@@ -21,7 +22,7 @@ import osttp.tasks
 from osttp.cells import CELLS, Local
 from osttp.network import READOUTS
 from osttp.rules import PRESETS, TRACE_KINDS, register_online_preset
-from osttp.rules.traces import NoTrace, _presynaptic, diagonal_jacobian, self_coupling
+from osttp.rules.traces import NoTrace, TraceState, diagonal_jacobian, self_coupling
 from osttp.tasks.base import TensorClassTask
 from conftest import assert_really_spikes, is_spiking, make_case
 from toys import LinearLeaky
@@ -64,7 +65,7 @@ def check_trace_nbytes(trace: str) -> None:
         net = osttp.Network.from_sizes([7, 5, 3], cell=cell, recurrent=recurrent, dtype=torch.float64)
         layer = net.layers[0]
         state = kind.init(layer, 4)
-        allocated = sum(t.numel() * t.element_size() for t in state.values())
+        allocated = sum(t.numel() * t.element_size() for t in state.tensors())
         assert kind.nbytes(4, 7, 5, layer.cell.n_states, recurrent, 8) == allocated, (trace, cell)
 
 
@@ -165,6 +166,12 @@ def test_a_toy_cell_registered_here_is_picked_up_by_the_generic_suites() -> None
     assert "toy" not in osttp.available_cells()
 
 
+@dataclass
+class PackedState(TraceState):
+    packed: Tensor  # [W | H] side by side along the presynaptic axis (B, n, k, n_in + n)
+    bias: Tensor
+
+
 class PackedDiagonalTrace:
     """The diagonal kind with its state packed differently: one tensor for [W | H] side by side along
     the presynaptic axis, plus the bias trace -- state that is not shaped like any parameter."""
@@ -174,26 +181,27 @@ class PackedDiagonalTrace:
     def nbytes(self, batch: int, n_in: int, n: int, k: int, recurrent: bool, element_size: int) -> int:
         return batch * n * k * (n_in + (n if recurrent else 0) + 1) * element_size
 
-    def init(self, layer, batch: int) -> dict[str, Tensor]:
+    def init(self, layer, batch: int) -> PackedState:
         n_pre = layer.n_in + (layer.n if layer.H is not None else 0)
         kw = {"dtype": layer.W.dtype, "device": layer.W.device}
-        return {"packed": torch.zeros(batch, layer.n, layer.cell.n_states, n_pre, **kw),
-                "bias": torch.zeros(batch, layer.n, layer.cell.n_states, **kw)}
+        return PackedState(torch.zeros(batch, layer.n, layer.cell.n_states, n_pre, **kw),
+                           torch.zeros(batch, layer.n, layer.cell.n_states, **kw))
 
-    def update(self, tr, layer, loc: Local, os_prev: Tensor, ob_prev: Tensor, x: Tensor, y_prev: Tensor) -> None:
+    def update(self, tr: PackedState, layer, loc: Local, os_prev: Tensor, ob_prev: Tensor, x: Tensor,
+               y_prev: Tensor) -> None:
         D = diagonal_jacobian(layer, loc, os_prev)[..., 0, 0]  # one-state cells only (a toy)
-        pre = torch.cat(list(_presynaptic(layer, x, y_prev).values()), dim=-1)
-        tr["packed"] = D[..., None, None] * tr["packed"] + loc.fI.unsqueeze(-1) * pre[:, None, None, :]
-        tr["bias"] = D[..., None] * tr["bias"] + loc.fb + self_coupling(layer, loc) * ob_prev.unsqueeze(-1)
+        pre = torch.cat([x] + ([y_prev] if layer.H is not None else []), dim=-1)
+        tr.packed = D[..., None, None] * tr.packed + loc.fI.unsqueeze(-1) * pre[:, None, None, :]
+        tr.bias = D[..., None] * tr.bias + loc.fb + self_coupling(layer, loc) * ob_prev.unsqueeze(-1)
 
-    def contract(self, tr, loc: Local, L: Tensor, acc: dict[str, Tensor]) -> None:
+    def contract(self, tr: PackedState, loc: Local, L: Tensor, acc: dict[str, Tensor]) -> None:
         u = L.unsqueeze(-1) * loc.os
-        g = torch.einsum("bia,biap->ip", u, tr["packed"])
+        g = torch.einsum("bia,biap->ip", u, tr.packed)
         n_in = acc["W"].shape[1]
         acc["W"] += g[:, :n_in]
         if "H" in acc:
             acc["H"] += g[:, n_in:]
-        acc["b"] += (u * tr["bias"]).sum((0, 2)) + (L * loc.ob).sum(0)
+        acc["b"] += (u * tr.bias).sum((0, 2)) + (L * loc.ob).sum(0)
 
 
 def test_a_toy_trace_kind_with_its_own_state_layout_is_picked_up_by_the_generic_suites() -> None:

@@ -42,7 +42,7 @@ class OnlineStream(Stream):
 
     def tensors(self) -> list[Tensor]:
         out = super().tensors() + [t for st in self.states for t in st]
-        out += [t for tr in self.traces for t in tr.values()]
+        out += [t for tr in self.traces for t in tr.tensors()]
         if self.readout is not None:
             out += [self.readout.y]
         if self.readout_eligibility is not None:
