@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 
 from osttp.errors import OsttpError
-from osttp.hardware.devices import DeviceConfig, IdealDevice, QuantizedDevice
+from osttp.hardware.devices import IdealDevice, QuantizedDevice
 
 
 def global_drift_compensation_factor(read_weight: Tensor, programmed_weight: Tensor) -> Tensor:

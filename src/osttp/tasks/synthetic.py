@@ -12,7 +12,7 @@ ys holds the label at every step; the mask is 1 only at the answer steps. Gaussi
 from __future__ import annotations
 
 import zlib
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
