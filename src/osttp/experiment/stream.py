@@ -84,6 +84,10 @@ def build(cfg: dict[str, Any]) -> tuple[Prequential, torch.device]:
         raise OsttpError(f"stream.switch_task = {checks.show(s['switch_task'])} needs stream.drift = {takes}")
     if not scenario["drifts"] and s["drift_every"] is not None:
         raise OsttpError(f"stream.drift_every = {s['drift_every']} needs a drift scenario (stream.drift)")
+    if scenario["drifts"] and s["drift_every"] is None:
+        raise OsttpError(f"stream.drift = {checks.show(s['drift'])} needs stream.drift_every (sequences per phase)")
+    if scenario["needs_other"] and s["switch_task"] is None:
+        raise OsttpError(f"stream.drift = {checks.show(s['drift'])} needs stream.switch_task, the task to switch to")
     device, dtype = select_device(cfg["run"]["device"]), DTYPES[cfg["model"]["dtype"]]
     check_run(cfg, dtype)
     seed = t["seed"] if s["seed"] is None else s["seed"]
