@@ -1,4 +1,4 @@
-"""Update schemes: ΔW -> pulse counts; mixed precision loses no update mass (issue 6 acceptance 4)."""
+"""Update schemes: ΔW -> pulse counts; mixed precision loses no update mass."""
 from __future__ import annotations
 
 import pytest
