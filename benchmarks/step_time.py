@@ -93,7 +93,7 @@ def memory_one(rule: str, T: int, batch: int, hidden: list[int], n_in: int, devi
     once()
     peak = torch.cuda.max_memory_allocated() / 2**20 if device == "cuda" else _rss_mb() - base
     traces = getattr(learner.stream, "traces", [])
-    trace_bytes = sum(t.numel() * t.element_size() for tr in traces for t in tr.values())
+    trace_bytes = sum(t.numel() * t.element_size() for tr in traces for t in tr.tensors())
     return {"peak_mem_mb": round(peak, 1), "learner_state_mb": round(learner.state_nbytes() / 2**20, 2),
             "trace_mb": round(trace_bytes / 2**20, 3)}
 

@@ -15,13 +15,17 @@ Each online rule equals plain autograd on a *modified* graph of the same forward
     backprop-in-space by autograd through the layers above at step t only);
   - readout grads = grad sum_t m_t E_t with the readout input detached (through the integrator's
     own recurrence o_t = kappa o_{t-1} + V y_t + c when the readout is one).
-Signals: target projection L = m_t y*_t B_l (osttp, drtp); random error L = m_t (y_hat_t - y*_t) B_l
-(dfa, eprop-rand); symmetric error L^{K-1} = m_t (y_hat_t - y*_t) V and L^l = L^{l+1} W^{l+1} below
-(eprop-sym); backprop-in-space L = dE_t/dy_t^l at step t (ostl); local error L = d/dy_t^l of the layer's local loss
-m_t E(beta u_t B_l^T, y*_t) / beta with u_t = kappa u_{t-1} + y_t, by autograd (osttp-local). y_hat_t - y*_t is dE_t/do_t for
-softmax-CE and sigmoid-BCE, taken from the unmodified forward values.
-These use only the cells' forward functions (dynamics/output) and autograd -- none of the
-hand-derived local derivatives, trace algebra or signal code they check.
+Signals come in two kinds (osttp.rules.signals):
+  - forward-only signals (uses_output_error = False) declare the objective they descend; here
+    L_t^l = autograd grad of `local_objective(net, l, y_t^l, ctx)` w.r.t. y_t^l, never their `for_layer`
+    (target projection: sum m_t <y*_t B_l, y>; centred: y*_t - p; none: 0);
+  - output-error signals name in their registry metadata `oracle` one of the forms written out here:
+    random error L = m_t (y_hat_t - y*_t) B_l (dfa, eprop-rand); symmetric error
+    L^{K-1} = m_t (y_hat_t - y*_t) V and L^l = L^{l+1} W^{l+1} below (eprop-sym); backprop-in-space
+    L = dE_t/dy_t^l at step t (ostl). y_hat_t - y*_t is dE_t/do_t for softmax-CE and sigmoid-BCE, taken
+    from the unmodified forward values.
+These use only the cells' forward functions (dynamics/output), the signals' declared objectives and
+autograd -- none of the hand-derived local derivatives, trace algebra or `for_layer` code they check.
 
 The modified graphs are known here by name ("exact", "diagonal", "none", "factorized"); a trace kind states in
 its registry metadata (`oracle`) which one it must equal, and an unknown graph is refused.
@@ -80,8 +84,7 @@ def bptt_oracle(net: Network, xs: Tensor, ys: Tensor, mask: Tensor | None = None
 
 
 ORACLE_GRAPHS = ("exact", "diagonal", "none", "factorized")
-SIGNAL_NAMES = ("target-projection", "centred-target-projection", "random-error", "symmetric-error",
-                "backprop-in-space", "local-error", "none")
+ERROR_FORMS = ("random-error", "symmetric-error", "backprop-in-space")  # output-error signals' `oracle` values
 
 
 def oracle_graph(trace: str) -> str:
@@ -92,6 +95,43 @@ def oracle_graph(trace: str) -> str:
     if graph not in ORACLE_GRAPHS:
         raise ValueError(f"trace kind {trace!r} declares oracle graph {graph!r}; the oracles know {ORACLE_GRAPHS}")
     return graph
+
+
+def signal_form(signal: str) -> str:
+    """How the oracle computes a registered signal: "objective" (forward-only: its declared objective)
+    or the output-error form its `oracle` metadata names; unknown forms are refused."""
+    from osttp.rules import SIGNALS
+
+    entry = SIGNALS.get(signal)
+    if not entry.meta.get("uses_output_error"):
+        return "objective"
+    form = entry.meta.get("oracle")
+    if form not in ERROR_FORMS:
+        raise ValueError(f"signal {signal!r} uses the output error and declares oracle form {form!r}; the oracles "
+                         f"know {ERROR_FORMS}")
+    return form
+
+
+class FixedPrior:
+    """A stand-in training split for `fit`: its target prior is given."""
+
+    def __init__(self, prior: Tensor) -> None:
+        self.prior = prior
+
+    def target_prior(self) -> Tensor:
+        return self.prior
+
+
+def objective_signal(sig, net: Network, l: int, y: Tensor, ctx) -> Tensor:
+    """L = d J^l_t / d y for the signal's declared objective J (zero where J does not depend on y).
+    The signal's `for_layer` is then called only to advance any state it keeps; its value is unused."""
+    y = y.detach().requires_grad_(True)
+    with torch.enable_grad():
+        J = sig.local_objective(net, l, y, ctx)
+        (g,) = torch.autograd.grad(J, y, allow_unused=True)
+    with torch.no_grad():
+        sig.for_layer(net, l, ctx, None)
+    return torch.zeros_like(y) if g is None else g
 
 
 def _readout_step(net: Network, y: Tensor, o_prev: Tensor) -> Tensor:
@@ -185,11 +225,20 @@ def _local_error_at_step(y_l: Tensor, u_prev: Tensor, B: Tensor, target: Tensor,
 
 def online_oracle(net: Network, xs: Tensor, ys: Tensor, mask: Tensor | None, trace: str, signal: str,
                   rate_reg: tuple[float, float] | None = None, prior: Tensor | None = None,
-                  local: tuple[float, float] = (1.0, 0.9)) -> dict[str, Tensor]:
-    """Gradients of an online rule (registered trace kind x signal) by autograd on its modified graph."""
-    graph = oracle_graph(trace)
-    if signal not in SIGNAL_NAMES:
-        raise ValueError(f"unknown signal {signal!r}; the oracles know {SIGNAL_NAMES}")
+                  fit=None, local: tuple[float, float] | None = None) -> dict[str, Tensor]:
+    """Gradients of an online rule (registered trace kind x signal) by autograd on its modified graph.
+
+    The signal instance the oracle asks for objectives is fitted with `fit` (a training split), or with a
+    split whose target prior is `prior`; `local` = (beta, kappa) builds the local-error signal with those
+    parameters. A signal's own state (init_state/advance) is carried here step by step, as the learner does."""
+    from osttp.rules import SIGNALS
+    from osttp.rules.losses import Loss
+    from osttp.rules.signals import StepContext
+
+    graph, form = oracle_graph(trace), signal_form(signal)
+    sig = SIGNALS.build(signal, **({} if local is None else {"beta": local[0], "kappa": local[1]}))
+    if fit is not None or prior is not None:
+        sig.fit(net, fit if fit is not None else FixedPrior(prior))
     kind = loss_kind(ys)
     targets = one_hot_targets(net, ys)
     T, B = xs.shape[:2]
@@ -197,7 +246,7 @@ def online_oracle(net: Network, xs: Tensor, ys: Tensor, mask: Tensor | None, tra
     states = net.initial_state(B)[:-1]
     bars: list = [None] * len(net.layers)  # the factorized graph's filtered presynaptic vectors
     o = torch.zeros(B, net.n_out, dtype=net.dtype)
-    u = [torch.zeros(B, n, dtype=net.dtype) for n in net.hidden_sizes]  # local-error: the filtered outputs
+    sig_states = [sig.init_state(net, l, B) for l in range(len(net.layers))]
     total = xs.new_zeros(())
     for t in range(T):
         target, m = targets[t], masks[t]
@@ -216,26 +265,21 @@ def online_oracle(net: Network, xs: Tensor, ys: Tensor, mask: Tensor | None, tra
         o = _readout_step(net, inp.detach(), o_prev)
         total = total + (m * step_loss(o, target, kind)).sum()
         error = (m.unsqueeze(-1) * (prediction(o, kind) - target)).detach()
+        for l in range(len(net.layers)):
+            sig_states[l] = sig.advance(sig_states[l], ys_t[l].detach().clone())
+        ctx = StepContext(target=target, mask=m, loss=Loss(kind), states=sig_states,
+                          outputs=[y.detach() for y in ys_t])
         above = None
         for l in reversed(range(len(net.layers))):
-            if signal == "none":
-                L = torch.zeros_like(ys_t[l])
-            elif signal == "target-projection":
-                L = (m.unsqueeze(-1) * target) @ net.feedback[l]
-            elif signal == "centred-target-projection":
-                centre = target.mean(-1, keepdim=True) if prior is None else prior
-                L = (m.unsqueeze(-1) * (target - centre)) @ net.feedback[l]
-            elif signal == "random-error":
+            if form == "objective":
+                L = objective_signal(sig, net, l, ys_t[l], ctx)
+            elif form == "random-error":
                 L = error @ net.feedback[l]
-            elif signal == "local-error":
-                beta, kappa = local
-                L = _local_error_at_step(ys_t[l], u[l], net.feedback[l], target, m, kind, beta, kappa, prior)
-            elif signal == "symmetric-error":
+            elif form == "symmetric-error":
                 L = error @ net.readout.weight if above is None else above @ net.layers[l + 1].W
             else:  # backprop-in-space
                 L = _spatial_signal_at_step(net, l, ys_t[l], prev, o_prev, target, m, kind)
             L = L.detach()
-            u[l] = local[1] * u[l] + ys_t[l].detach()
             above = L
             total = total + (L * ys_t[l]).sum()
             if rate_reg is not None:  # lam * B * sum_i (batch-mean y_i - target)^2, on the layer's own graph

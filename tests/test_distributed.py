@@ -1,4 +1,4 @@
-"""Data-parallel training (issue 13, docs/distributed.md): 2 gloo processes on this CPU equal one
+"""Data-parallel training (docs/distributed.md): 2 gloo processes on this CPU equal one
 process on the combined batch; a killed process stops the job, and --resume continues it bit for bit."""
 from __future__ import annotations
 

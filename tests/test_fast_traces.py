@@ -112,7 +112,7 @@ def test_factorized_state_is_a_small_fraction_of_the_diagonal_state() -> None:
         learner = osttp.make_learner(rule, net)
         learner.reset(4)
         learner.step(torch.rand(4, 256, dtype=torch.float64), torch.zeros(4, dtype=torch.int64))
-        return sum(t.numel() * t.element_size() for tr in learner.stream.traces for t in tr.values())
+        return sum(t.numel() * t.element_size() for tr in learner.stream.traces for t in tr.tensors())
 
     assert trace_bytes("osttp-fact") * 10 <= trace_bytes("osttp")
 

@@ -1,5 +1,5 @@
-"""Library side of issue 14: robust dataset readers (findings 8, 9), API errors as OsttpError and
-the numerics of half-precision networks (finding 10)."""
+"""The library under bad input: dataset readers that refuse malformed files, API errors as OsttpError,
+and the numerics of half-precision networks."""
 from __future__ import annotations
 
 import gzip
@@ -17,7 +17,7 @@ from osttp.tasks import data
 
 
 # ---------------------------------------------------------------------------------------------
-# JSB JSON (finding 8)
+# JSB JSON: malformed files
 
 
 @pytest.mark.parametrize("content,needle", [
@@ -34,7 +34,7 @@ def test_jsb_hostile_json_is_a_data_error(tmp_path, content, needle) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# MNIST gz bomb (finding 9)
+# MNIST: a gzip that expands past the file's size
 
 
 def test_mnist_gz_bomb_stops_at_the_announced_size(tmp_path) -> None:
@@ -58,7 +58,7 @@ def test_mnist_gz_bomb_stops_at_the_announced_size(tmp_path) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# API errors (finding 10)
+# API errors
 
 
 def _net(dtype=torch.float32, seed: int = 0) -> osttp.Network:
@@ -182,7 +182,7 @@ def test_cell_option_of_the_wrong_type() -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# numerics (finding 10)
+# numerics
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float64])

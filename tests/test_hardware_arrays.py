@@ -1,4 +1,4 @@
-"""Arrays: programming, refresh (issue 6 acceptance 4), drift compensation, quantized levels."""
+"""Arrays: programming, refresh (each weight within half a pulse), drift compensation, quantized levels."""
 from __future__ import annotations
 
 import pytest

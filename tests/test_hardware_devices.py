@@ -1,4 +1,4 @@
-"""Device models: validation, names, and the PCM statistics of docs/math.md §6 (issue 6 acceptance 2 and 3)."""
+"""Device models: validation, names, and the PCM statistics of docs/math.md §6."""
 from __future__ import annotations
 
 import math
@@ -9,7 +9,7 @@ import torch
 from osttp.errors import OsttpError
 from osttp.hardware import IdealDevice, PCMArray, PCMDevice, QuantizedDevice, get_device
 
-N = 100_000  # samples per statistic, as the acceptance criterion asks
+N = 100_000  # samples per statistic
 F64 = torch.float64
 
 
@@ -85,7 +85,7 @@ def test_equations() -> None:
     assert float(g_init.mean()) == pytest.approx(0.1 + 0.01 / math.sqrt(2 * math.pi), abs=1e-3)
 
 
-# --- acceptance 2: programming statistics ---------------------------------------------------------------
+# --- programming statistics ------------------------------------------------------------------------
 @pytest.mark.parametrize("g", [0.5, 2.0, 5.0, 8.0])
 def test_set_increment_mean_and_std_match_model(g: float) -> None:
     dev = PCMDevice()
@@ -127,7 +127,7 @@ def test_conductance_stays_in_range_over_long_pulse_trains() -> None:
     assert float(g_pos.mean()) > 9.0 and float(g_neg.mean()) > 9.0  # the trains did reach saturation
 
 
-# --- acceptance 3: drift and read noise --------------------------------------------------------------------
+# --- drift and read noise ---------------------------------------------------------------------------
 def test_drift_follows_power_law() -> None:
     dev = PCMDevice()
     arr = PCMArray(dev, torch.zeros(500, dtype=F64), gen(5))

@@ -1,4 +1,4 @@
-"""HardwareSynapses, the optimizer that programs devices (issue 6 acceptance 1 and integration)."""
+"""HardwareSynapses, the optimizer that programs devices: ideal == SGD, PCM training, determinism, options."""
 from __future__ import annotations
 
 import pytest

@@ -1,4 +1,4 @@
-"""Hardware-in-the-loop training and inference (issue 6): HardwareTraining, the learner wrapper,
+"""Hardware-in-the-loop training and inference: HardwareTraining, the learner wrapper,
 evaluate / evaluate_drift / plot_drift, checkpoints and bad input."""
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Every shipped config starts with hidden layers that fire at a sensible rate on real batches of
-its task (issue 10: "initialisation that makes spiking layers fire"), and the calibration that
+its task, and the calibration that
 gets them there is deterministic and does what it says."""
 from __future__ import annotations
 

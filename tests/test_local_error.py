@@ -149,3 +149,25 @@ def test_a_class_prior_starts_the_local_classifier_there(targets: str) -> None:
     a = tiny.sequence_gradients(case.xs, case.ys, case.mask)
     b = centred.sequence_gradients(case.xs, case.ys, case.mask)
     assert relative_error(a["layers.0.W"], -b["layers.0.W"]) < 1e-6
+
+
+@pytest.mark.parametrize("kind", ["ce", "bce"])
+def test_for_layer_equals_the_local_loss_written_out_independently(kind: str) -> None:
+    """L = d/dy of m E(beta (kappa u_{t-1} + y) B^T + b_p, y*) / beta, by autograd on the formula written in
+    tests/oracles.py (not on the signal's own declared objective)."""
+    from oracles import _local_error_at_step
+    from osttp.rules.signals import StepContext
+
+    torch.manual_seed(3)
+    net = osttp.Network.from_sizes([4, 6, 3], seed=5, dtype=torch.float64)
+    sig = LocalErrorProjection(beta=0.7, kappa=0.6)
+    prior = torch.tensor([0.6, 0.3, 0.1], dtype=torch.float64)
+    sig.prior = prior
+    u_prev, y = torch.rand(5, 6, dtype=torch.float64), torch.rand(5, 6, dtype=torch.float64)
+    target = (torch.nn.functional.one_hot(torch.arange(5) % 3, 3).to(torch.float64) if kind == "ce"
+              else (torch.rand(5, 3) > 0.5).to(torch.float64))
+    mask = torch.tensor([1.0, 0.0, 1.0, 1.0, 1.0], dtype=torch.float64)
+    state = sig.advance(u_prev.clone(), y)
+    ctx = StepContext(target=target, mask=mask, loss=osttp.rules.make_loss(kind), states=[state])
+    want = _local_error_at_step(y, u_prev, net.feedback[0], target, mask, kind, 0.7, 0.6, prior)
+    assert torch.allclose(sig.for_layer(net, 0, ctx, None), want, rtol=1e-12, atol=1e-14)

@@ -1,4 +1,4 @@
-"""Core acceptance: ostl-exact == BPTT; osttp(-exact), ostl(-exact) == their autograd oracles (docs/math.md §4.5)."""
+"""The core oracles: ostl-exact == BPTT; osttp(-exact), ostl(-exact) == their autograd oracles (docs/math.md §4.5)."""
 from __future__ import annotations
 
 import pytest

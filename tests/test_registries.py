@@ -2,12 +2,16 @@
 readout is tested here the moment it exists, with no list to update.
 
     cell        -> ostl-exact == BPTT, and osttp == its oracle (both readouts)
-    trace kind  -> with target projection and with the random error, == the oracle graph it declares
+    trace kind  -> nbytes == what init allocates; with target projection and with the random error,
+                   == the oracle graph it declares
     preset      -> == its oracle with the integrator readout, on a recurrent spiking network
-The last tests register a toy cell and a toy trace kind from inside the test and run the suites on them.
+    task        -> batches of the declared shapes that its metric reads
+Signals: tests/test_registry_signals.py; devices and update schemes: tests/test_registry_hardware.py.
+The toy tests register a cell, a trace kind and a task from inside the test and run the suites on them.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 
 import pytest
 import torch
@@ -18,7 +22,8 @@ import osttp.tasks
 from osttp.cells import CELLS, Local
 from osttp.network import READOUTS
 from osttp.rules import PRESETS, TRACE_KINDS, register_online_preset
-from osttp.rules.traces import NoTrace, _presynaptic, diagonal_jacobian, self_coupling
+from osttp.rules.traces import NoTrace, TraceState, diagonal_jacobian, self_coupling
+from osttp.tasks.base import TensorClassTask
 from conftest import assert_really_spikes, is_spiking, make_case
 from toys import LinearLeaky
 from oracles import assert_grads_close, bptt_oracle, online_oracle
@@ -53,7 +58,19 @@ def run_cell_suite(cell: str) -> None:
         assert_grads_close(got, want)
 
 
+def check_trace_nbytes(trace: str) -> None:
+    """nbytes (the memory estimate's count) is what init allocates, for every layer shape."""
+    kind = TRACE_KINDS.build(trace)
+    for cell, recurrent in (("snu", False), ("alif", True)):
+        net = osttp.Network.from_sizes([7, 5, 3], cell=cell, recurrent=recurrent, dtype=torch.float64)
+        layer = net.layers[0]
+        state = kind.init(layer, 4)
+        allocated = sum(t.numel() * t.element_size() for t in state.tensors())
+        assert kind.nbytes(4, 7, 5, layer.cell.n_states, recurrent, 8) == allocated, (trace, cell)
+
+
 def run_trace_suite(trace: str) -> None:
+    check_trace_nbytes(trace)
     for signal in ("target-projection", "random-error"):
         name = f"_suite-{trace}-{signal}"
         register_online_preset(name, trace, signal)
@@ -149,32 +166,42 @@ def test_a_toy_cell_registered_here_is_picked_up_by_the_generic_suites() -> None
     assert "toy" not in osttp.available_cells()
 
 
+@dataclass
+class PackedState(TraceState):
+    packed: Tensor  # [W | H] side by side along the presynaptic axis (B, n, k, n_in + n)
+    bias: Tensor
+
+
 class PackedDiagonalTrace:
     """The diagonal kind with its state packed differently: one tensor for [W | H] side by side along
     the presynaptic axis, plus the bias trace -- state that is not shaped like any parameter."""
 
     name = "packed-diagonal"
 
-    def init(self, layer, batch: int) -> dict[str, Tensor]:
+    def nbytes(self, batch: int, n_in: int, n: int, k: int, recurrent: bool, element_size: int) -> int:
+        return batch * n * k * (n_in + (n if recurrent else 0) + 1) * element_size
+
+    def init(self, layer, batch: int) -> PackedState:
         n_pre = layer.n_in + (layer.n if layer.H is not None else 0)
         kw = {"dtype": layer.W.dtype, "device": layer.W.device}
-        return {"packed": torch.zeros(batch, layer.n, layer.cell.n_states, n_pre, **kw),
-                "bias": torch.zeros(batch, layer.n, layer.cell.n_states, **kw)}
+        return PackedState(torch.zeros(batch, layer.n, layer.cell.n_states, n_pre, **kw),
+                           torch.zeros(batch, layer.n, layer.cell.n_states, **kw))
 
-    def update(self, tr, layer, loc: Local, os_prev: Tensor, ob_prev: Tensor, x: Tensor, y_prev: Tensor) -> None:
+    def update(self, tr: PackedState, layer, loc: Local, os_prev: Tensor, ob_prev: Tensor, x: Tensor,
+               y_prev: Tensor) -> None:
         D = diagonal_jacobian(layer, loc, os_prev)[..., 0, 0]  # one-state cells only (a toy)
-        pre = torch.cat(list(_presynaptic(layer, x, y_prev).values()), dim=-1)
-        tr["packed"] = D[..., None, None] * tr["packed"] + loc.fI.unsqueeze(-1) * pre[:, None, None, :]
-        tr["bias"] = D[..., None] * tr["bias"] + loc.fb + self_coupling(layer, loc) * ob_prev.unsqueeze(-1)
+        pre = torch.cat([x] + ([y_prev] if layer.H is not None else []), dim=-1)
+        tr.packed = D[..., None, None] * tr.packed + loc.fI.unsqueeze(-1) * pre[:, None, None, :]
+        tr.bias = D[..., None] * tr.bias + loc.fb + self_coupling(layer, loc) * ob_prev.unsqueeze(-1)
 
-    def contract(self, tr, loc: Local, L: Tensor, acc: dict[str, Tensor]) -> None:
+    def contract(self, tr: PackedState, loc: Local, L: Tensor, acc: dict[str, Tensor]) -> None:
         u = L.unsqueeze(-1) * loc.os
-        g = torch.einsum("bia,biap->ip", u, tr["packed"])
+        g = torch.einsum("bia,biap->ip", u, tr.packed)
         n_in = acc["W"].shape[1]
         acc["W"] += g[:, :n_in]
         if "H" in acc:
             acc["H"] += g[:, n_in:]
-        acc["b"] += (u * tr["bias"]).sum((0, 2)) + (L * loc.ob).sum(0)
+        acc["b"] += (u * tr.bias).sum((0, 2)) + (L * loc.ob).sum(0)
 
 
 def test_a_toy_trace_kind_with_its_own_state_layout_is_picked_up_by_the_generic_suites() -> None:
@@ -213,8 +240,7 @@ def test_none_keeps_no_per_synapse_state() -> None:
     assert state_without_accumulators("osttp", 16 + d) - state_without_accumulators("osttp", 16) >= B * n * d * item
 
 
-@pytest.mark.parametrize("task", osttp.tasks.TASKS.names())
-def test_every_registered_task_serves_batches_its_metric_reads(task: str) -> None:
+def run_task_suite(task: str) -> None:
     """A batch has the declared shapes, and the task's metric reads the outputs of a network built for
     it. Tasks whose files are not on this machine are skipped (their loaders are tested on generated files)."""
     try:
@@ -230,6 +256,28 @@ def test_every_registered_task_serves_batches_its_metric_reads(task: str) -> Non
         metric.update(net(batch.xs), batch)
     value = metric.compute()[split.metric_name]
     assert value == value  # not NaN: at least one supervised step was scored
+
+
+@pytest.mark.parametrize("task", osttp.tasks.TASKS.names())
+def test_every_registered_task_serves_batches_its_metric_reads(task: str) -> None:
+    run_task_suite(task)
+
+
+def _toy_task(split: str, root, params: dict) -> TensorClassTask:
+    """Six sequences of 5 steps x 2 inputs; the class is which input is on, scored at the last step."""
+    labels = torch.tensor([0, 1, 0, 1, 1, 0])
+    xs = torch.nn.functional.one_hot(labels, 2).to(torch.float32)[:, None, :].expand(6, 5, 2).contiguous()
+    mask = torch.tensor([0.0, 0.0, 0.0, 0.0, 1.0])
+    return TensorClassTask("toy-task", split, {}, xs, labels, mask, 2)
+
+
+def test_a_toy_task_registered_here_is_picked_up_by_the_generic_suite() -> None:
+    osttp.tasks.TASKS.register("toy-task", _toy_task, help="test-only", files=False)
+    try:
+        assert "toy-task" in osttp.tasks.available()
+        run_task_suite("toy-task")
+    finally:
+        osttp.tasks.TASKS.unregister("toy-task")
 
 
 @pytest.mark.parametrize("preset", ["osttp", "osttp-centred", "eprop-rand", "ostl", "drtp"])

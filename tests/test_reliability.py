@@ -1,7 +1,7 @@
 """Every failure path a clean exit, nothing lost (docs/reliability.md): the CLI's error boundary,
 resource checks, run-directory locks, crash consistency, checkpoint integrity, report robustness.
 
-Each test names the finding of issue 14 it guards. Runs are tiny synthetic tasks (well under a second)."""
+Runs are tiny synthetic tasks (well under a second)."""
 from __future__ import annotations
 
 import errno
@@ -46,7 +46,7 @@ def _train(capsys, out: Path, *extra: str) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# values that crashed or were accepted wrongly (finding 6), all refused before the run directory exists
+# out-of-range and ill-typed values: all refused before the run directory exists
 
 
 @pytest.mark.parametrize("flags,needle", [
@@ -81,7 +81,7 @@ def test_config_with_utf8_bom(tmp_path, capsys) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# I/O errors (finding 2): one line, exit 2, no temporary file left
+# I/O errors: one line, exit 2, no temporary file left
 
 
 @pytest.mark.parametrize("code", [errno.ENOSPC, errno.EROFS, errno.EACCES])
@@ -116,7 +116,7 @@ def test_results_json_is_a_directory(tmp_path, capsys) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# report (finding 1)
+# report: unreadable or partial run directories
 
 
 @pytest.mark.parametrize("name,content,needle", [
@@ -155,7 +155,7 @@ def test_report_out_exists_or_unwritable(tmp_path, capsys, monkeypatch) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# lock (finding 3)
+# lock: one writer per run directory
 
 
 def test_second_writer_exits_2_naming_the_holder(tmp_path, capsys) -> None:
@@ -183,7 +183,7 @@ def test_temp_names_are_unique_per_process_and_call(tmp_path) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# crash consistency from the first byte (finding 4)
+# crash consistency from the first byte
 
 
 def test_resume_after_kill_before_first_checkpoint(tmp_path, capsys) -> None:
@@ -210,7 +210,7 @@ def test_resume_after_kill_before_first_checkpoint(tmp_path, capsys) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# checkpoint integrity (finding 5)
+# checkpoint integrity: digests, truncation, foreign objects
 
 
 def _flip_bit_in_weight(path: Path) -> None:
@@ -262,7 +262,7 @@ def test_corrupt_checkpoints_are_named_exit_2(tmp_path, capsys, how) -> None:
         path = out / "checkpoints" / name
         if how == "zeros":
             path.write_bytes(b"\0" * 4096)
-        elif how == "one-byte":  # found by benchmarks/fuzz.py: a lone pickle opcode, struct.error inside torch
+        elif how == "one-byte":  # a lone pickle opcode: struct.error inside torch
             path.write_bytes(b"M")
         elif how == "garbage-pickle":
             import pickle
@@ -289,7 +289,7 @@ def test_history_disagreeing_with_metrics_is_refused(tmp_path, capsys) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# Ctrl-C (finding 7) and SIGKILL at random moments (acceptance)
+# Ctrl-C and SIGKILL at random moments
 
 
 def _launch(argv: list[str], cwd: Path) -> subprocess.Popen:

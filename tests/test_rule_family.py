@@ -8,6 +8,7 @@ import torch
 
 import osttp
 import osttp.tasks
+from osttp.rules.signals import Signal
 from conftest import assert_really_spikes, make_case
 from oracles import assert_grads_close, bptt_oracle, online_oracle, relative_error
 
@@ -69,13 +70,14 @@ def _perturb_downstream(net: osttp.Network, seed: int = 5) -> osttp.Network:
     return other
 
 
-class _SignalSeesOtherWeights:
+class _SignalSeesOtherWeights(Signal):
     """Wraps a learning signal so that it reads its weights from another network: the forward
     pass (and so the output error) is untouched, only what the signal transports differs."""
 
     def __init__(self, inner, other: osttp.Network) -> None:
         self.inner, self.other = inner, other
         self.name, self.uses_output_error = inner.name, inner.uses_output_error
+        self.trains_hidden = inner.trains_hidden
 
     def for_layer(self, net, l, ctx, above):
         return self.inner.for_layer(self.other, l, ctx, above)

@@ -36,7 +36,7 @@ def test_every_declared_flag_is_an_option_of_exactly_its_commands() -> None:
                     continue
                 action = opts[key.flag]
                 assert action.dest == f"{sec}.{name}" and action.default is None, key.flag
-                if key.choices:
+                if isinstance(key.choices, tuple) and key.kind == "str":
                     assert list(action.choices) == list(key.choices), key.flag
     assert flags >= 30  # every key the command line could set before the schema declared them
 
@@ -71,3 +71,34 @@ def test_checkers_normalise_and_refuse() -> None:
             checks.number("x", bad, gt=0.0)
     with pytest.raises(OsttpError, match="expected one of a, b"):
         checks.string("s", "c", ("a", "b"))
+
+
+@pytest.mark.parametrize("sec, key, registry", [("train", "rule", "PRESETS"), ("model", "cell", "CELLS"),
+                                                ("train", "optimizer", "OPTIMIZERS"),
+                                                ("hardware", "update", "SCHEMES")])
+def test_a_bad_registry_name_in_a_config_file_fails_at_load_listing_the_valid_names(sec: str, key: str,
+                                                                                   registry: str) -> None:
+    from osttp.cells import CELLS
+    from osttp.experiment.optimizers import OPTIMIZERS
+    from osttp.hardware import SCHEMES
+    from osttp.rules import PRESETS
+
+    names = {"PRESETS": PRESETS, "CELLS": CELLS, "OPTIMIZERS": OPTIMIZERS, "SCHEMES": SCHEMES}[registry].names()
+    with pytest.raises(OsttpError) as info:
+        C.resolve(({sec: {key: "nope"}}, "config file 'x.toml'"))
+    msg = str(info.value)
+    assert msg.startswith(f"config file 'x.toml': {sec}.{key} = \"nope\": expected one of {', '.join(names)}")
+    assert "\n" not in msg
+
+
+def test_a_name_registered_after_import_is_a_valid_config_value() -> None:
+    from osttp.rules import PRESETS, register_online_preset
+
+    register_online_preset("toy-later", "diagonal", "target-projection")
+    try:
+        cfg = C.resolve(({"train": {"rule": "toy-later"}, "compare": {"rules": ["toy-later", "bptt"]}}, "test"))
+        assert cfg["train"]["rule"] == "toy-later"
+    finally:
+        PRESETS.unregister("toy-later")
+    with pytest.raises(OsttpError, match=r"compare.rules\[0\]"):
+        C.resolve(({"compare": {"rules": ["toy-later"]}}, "test"))

@@ -4,6 +4,8 @@ In-process calls of osttp.experiment.cli.main on a tiny synthetic task (no data 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -107,3 +109,23 @@ def test_bad_stream_input_exits_2_with_one_line_and_no_dir(tmp_path, capsys) -> 
         assert not out.exists(), extra
     rc, _, err = _run(capsys, ["stream", "--out", str(tmp_path / "none"), "--resume"])
     assert rc == 2 and "cannot resume" in err and not (tmp_path / "none").exists()
+
+
+def test_stream_on_a_locked_directory_exits_2_with_one_line(tmp_path, capsys) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / ".lock").write_text("")
+    holder = subprocess.Popen([sys.executable, "-c", "import fcntl, os, time\n"
+                               f"fd = os.open({str(out / '.lock')!r}, os.O_RDWR)\n"
+                               "fcntl.flock(fd, fcntl.LOCK_EX)\nos.pwrite(fd, b'%d\\n' % os.getpid(), 0)\n"
+                               "print('locked', flush=True)\ntime.sleep(60)\n"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+        rc, _, err = _run(capsys, ["stream", *TINY, "--rule", "osttp", "--steps", "50", "--out", str(out)])
+        assert rc == 2 and err.count("\n") == 1 and f"in use by process {holder.pid}" in err, err
+        assert sorted(p.name for p in out.iterdir()) == [".lock"]  # nothing written beside the lock
+    finally:
+        holder.kill()
+        holder.wait()
+    rc, _, err = _run(capsys, ["stream", *TINY, "--rule", "osttp", "--steps", "50", "--out", str(out)])
+    assert rc == 0, err  # the holder died: its lock is stale and taken over

@@ -149,7 +149,9 @@ def test_mnist_cached_load_is_fast() -> None:
 @needs_data
 def test_cli_check_and_path(capsys: pytest.CaptureFixture[str], tmp_path: Path,
                             monkeypatch: pytest.MonkeyPatch) -> None:
-    assert data.cli_check() == 0
+    from osttp.experiment.data_cmd import data_check, data_path
+
+    assert data_check() == 0
     out = capsys.readouterr().out
     assert all(f"ok       {f}" in out for f in data.FILES)
     from osttp.experiment.cli import main
@@ -157,10 +159,10 @@ def test_cli_check_and_path(capsys: pytest.CaptureFixture[str], tmp_path: Path,
     assert main(["data", "check"]) == 0 and main(["data", "path"]) == 0
     capsys.readouterr()
     monkeypatch.setenv("OSTTP_DATA", str(tmp_path))
-    assert data.cli_check() == 2
+    assert data_check() == 2
     out = capsys.readouterr().out
     assert "MISSING  jsb/jsb-chorales-quarter.json" in out
-    assert data.cli_path() == 0
+    assert data_path() == 0
     assert str(tmp_path) in capsys.readouterr().out
 
 

@@ -116,7 +116,7 @@ def test_bad_params() -> None:
 
 
 @pytest.mark.parametrize("params,needle", [
-    ({"delay": 18446744073709551616}, "<= 1000000"),  # found by benchmarks/fuzz.py: numpy's dimension limit
+    ({"delay": 18446744073709551616}, "<= 1000000"),  # beyond numpy's dimension limit
     ({"n_train": 100_000_000}, "at most 59652323 sequences"),
     ({"delay": 1_000_000, "n_train": 4096}, "at most 715 sequences of 1000007 steps"),
 ])

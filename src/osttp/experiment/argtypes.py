@@ -37,7 +37,8 @@ def argparse_options(key: C.Key) -> dict[str, Any]:
     """How argparse reads a config key's flag, from its declared kind (and choices)."""
     by_kind: dict[str, dict[str, Any]] = {
         "int": {"type": int}, "float": {"type": float}, "bool": {"action": argparse.BooleanOptionalAction},
-        "str": {"choices": list(key.choices)} if key.choices else {},
+        # a registry's names are checked with the config (one message, live names), not by argparse
+        "str": {"choices": list(key.choices)} if isinstance(key.choices, tuple) else {},
         "ints": {"type": _int_list}, "strs": {"type": _str_list},
         "table": {"type": _assignment, "action": "append"},
     }

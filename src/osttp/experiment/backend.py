@@ -1,15 +1,16 @@
 """Where a run's weights live and how they are updated: float tensors, or simulated synapses.
 
 The training loop, evaluation, checkpoints and results talk to one `Backend` and never ask which
-one it is. `make_backend(cfg, net)` picks it from hardware.synapse through `BACKENDS`:
+one it is. `make_backend(cfg, net)` picks it from hardware.synapse through the registry `BACKENDS`,
+whose entries' `synapses` metadata lists the hardware.synapse values each one serves:
 
-    "float"                    FloatBackend: a torch optimizer (adam / sgd) on the parameters
-    a device name ("pcm", ...) HardwareBackend: weight matrices in osttp.hardware devices, trained by
-                               plain SGD through them (biases: digital SGD), read noisily at evaluation
+    float      "float"                    FloatBackend: a torch optimizer (train.optimizer, OPTIMIZERS)
+    hardware   every device name (DEVICES) HardwareBackend: weight matrices in osttp.hardware devices,
+                                          trained by plain SGD through them (biases: digital SGD), read
+                                          noisily at evaluation
 
-Checkpoint entries keep the format of every run directory written so far: a float run saves
-"optimizer" (and "hardware": None), a hardware run "hardware" (holding its digital optimizer; and
-"optimizer": None).
+Checkpoint entries: a float run saves "optimizer" (and "hardware": None), a hardware run "hardware"
+(holding its digital optimizer; and "optimizer": None).
 """
 from __future__ import annotations
 
@@ -22,7 +23,10 @@ from torch import Tensor
 
 import osttp
 from osttp import hardware
+from osttp.errors import OsttpError
+from osttp.experiment.optimizers import make_optimizer
 from osttp.network import Network
+from osttp.registry import Registry
 from osttp.tasks import Task
 from osttp.tasks.base import derive_seed
 
@@ -65,6 +69,10 @@ class Backend(ABC):
         """xs (T, B, n_in) -> outputs (T, B, C) as deployed, t seconds after now."""
 
     @abstractmethod
+    def torch_optimizers(self) -> list[torch.optim.Optimizer]:
+        """The torch optimizers whose per-parameter state a checkpoint holds and restores."""
+
+    @abstractmethod
     def checkpoint_state(self) -> dict[str, Any]:
         """The checkpoint entries beside the model's state_dict ("optimizer", "hardware")."""
 
@@ -91,10 +99,7 @@ class Backend(ABC):
 
 
 def _param_groups(net: Network, lr: float, hidden_scale: float) -> list[dict[str, Any]]:
-    """The hidden layers' parameters at lr * hidden_scale, the readout's at lr (one group when equal,
-    so optimizer state dicts keep their old layout)."""
-    if hidden_scale == 1.0:
-        return [{"params": list(net.parameters())}]
+    """The hidden layers' parameters at lr * hidden_scale, the readout's at lr."""
     return [{"params": list(net.layers.parameters()), "lr": lr * hidden_scale},
             {"params": list(net.readout.parameters())}]
 
@@ -107,11 +112,7 @@ class FloatBackend(Backend):
         t = cfg["train"]
         self.torch_optimizer: torch.optim.Optimizer
         groups = _param_groups(net, t["lr"], t["hidden_lr_scale"])
-        if t["optimizer"] == "sgd":
-            self.torch_optimizer = torch.optim.SGD(groups, lr=t["lr"], momentum=t["momentum"],
-                                                   weight_decay=t["weight_decay"])
-        else:
-            self.torch_optimizer = torch.optim.Adam(groups, lr=t["lr"], weight_decay=t["weight_decay"])
+        self.torch_optimizer = make_optimizer(groups, t)
         self.optimizer = self.torch_optimizer
 
     def stepper(self, learner: osttp.Learner) -> Stepper:
@@ -119,6 +120,9 @@ class FloatBackend(Backend):
 
     def eval_model(self, t: float = 0.0, drift_compensation: bool = False) -> Callable[[Tensor], Tensor]:
         return self.net  # digital weights neither drift nor need compensation
+
+    def torch_optimizers(self) -> list[torch.optim.Optimizer]:
+        return [self.torch_optimizer]
 
     def checkpoint_state(self) -> dict[str, Any]:
         return {"optimizer": self.torch_optimizer.state_dict(), "hardware": None}
@@ -149,7 +153,8 @@ class HardwareBackend(Backend):
     def __init__(self, cfg: Mapping[str, Any], net: Network) -> None:
         super().__init__(cfg, net)
         h = cfg["hardware"]
-        device: hardware.DeviceConfig = hardware.get_device(h["synapse"], **_device_options(h))
+        options = hardware.device_options(h["synapse"], h)
+        device: hardware.DeviceConfig = hardware.get_device(h["synapse"], **options)
         self.hw = hardware.HardwareTraining(net, device=device, scheme=h["update"], lr=cfg["train"]["lr"],
                                             seed=derive_seed(cfg["train"]["seed"], "hardware"),
                                             auto_w_max=h["w_range"] or None, io_bits=h["io_bits"] or None)
@@ -162,6 +167,9 @@ class HardwareBackend(Backend):
     def eval_model(self, t: float = 0.0, drift_compensation: bool = False) -> Callable[[Tensor], Tensor]:
         return hardware.HardwareForward(self.net, self.hw, t=t, drift_compensation=drift_compensation,
                                         seed=self.eval_seed, io_bits=self.hw.io_bits)
+
+    def torch_optimizers(self) -> list[torch.optim.Optimizer]:
+        return [self.hw.digital] if isinstance(self.hw.digital, torch.optim.Optimizer) else []
 
     def checkpoint_state(self) -> dict[str, Any]:
         return {"optimizer": None, "hardware": self.hw.state_dict()}  # holds the digital optimizer too
@@ -180,7 +188,7 @@ class HardwareBackend(Backend):
     def result_fields(self) -> dict[str, Any]:
         h = self.cfg["hardware"]
         return {"synapse": h["synapse"], "update": h["update"], "w_range": h["w_range"],
-                **_device_options(h), "pulses": self.hw.pulse_counts(), "hardware": self.hw.describe()}
+                **hardware.device_options(h["synapse"], h), "pulses": self.hw.pulse_counts(), "hardware": self.hw.describe()}
 
     def drift_rows(self, task: Task, batch_size: int, max_batches: int | None) -> list[dict[str, Any]]:
         if not self.cfg["hardware"]["drift_eval"]:
@@ -190,17 +198,30 @@ class HardwareBackend(Backend):
                                        max_batches=max_batches, io_bits=self.hw.io_bits)
 
 
-def _device_options(h: Mapping[str, Any]) -> dict[str, Any]:
-    """The [hardware] keys that configure the device model itself (bits: quantized only)."""
-    return {"bits": h["bits"]} if h["synapse"] == "quantized" else {}
+BACKENDS: Registry[Backend] = Registry("backend")
+BACKENDS.register("float", FloatBackend, help="float tensors and a torch optimizer",
+                  synapses=lambda: ["float"])
+BACKENDS.register("hardware", HardwareBackend, help="weight matrices in simulated devices",
+                  synapses=hardware.DEVICES.names)
 
 
-# hardware.synapse -> backend; every device name of osttp.hardware is a HardwareBackend
-BACKENDS: dict[str, type[Backend]] = {"float": FloatBackend, **{name: HardwareBackend for name in hardware.DEVICES}}
+def synapse_names() -> list[str]:
+    """Every valid hardware.synapse value, backend by backend."""
+    return [name for e in BACKENDS.entries() for name in e.meta["synapses"]()]
+
+
+def on_devices(synapse: str) -> bool:
+    """Whether hardware.synapse = `synapse` puts the weights in simulated devices."""
+    return synapse in hardware.DEVICES
 
 
 def make_backend(cfg: Mapping[str, Any], net: Network) -> Backend:
-    return BACKENDS[cfg["hardware"]["synapse"]](cfg, net)
+    synapse = cfg["hardware"]["synapse"]
+    for entry in BACKENDS.entries():
+        if synapse in entry.meta["synapses"]():
+            return entry.build(cfg=cfg, net=net)
+    raise OsttpError(f"hardware.synapse = {synapse!r}: expected one of {', '.join(synapse_names())}")
 
 
-__all__ = ["BACKENDS", "Backend", "FloatBackend", "HardwareBackend", "Optimizer", "Stepper", "make_backend"]
+__all__ = ["BACKENDS", "Backend", "FloatBackend", "HardwareBackend", "Optimizer", "Stepper", "make_backend",
+           "on_devices", "synapse_names"]

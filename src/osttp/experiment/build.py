@@ -55,11 +55,10 @@ class Setup:
     def named_state(self) -> list[tuple[str, torch.Tensor]]:
         """What must be identical on every process: parameters, feedback matrices, optimizer slots."""
         out = list(self.net.state_dict().items())
-        opt = getattr(self.backend, "torch_optimizer", None)  # float backends; hardware is not data-parallel
-        if opt is not None:
+        for i, opt in enumerate(self.backend.torch_optimizers()):
             for pid, slots in sorted(opt.state_dict()["state"].items()):
-                out += [(f"optimizer.{pid}.{k}", v if isinstance(v, torch.Tensor) else torch.tensor(float(v)))
-                        for k, v in sorted(slots.items())]
+                out += [(f"optimizer{'.' + str(i) if i else ''}.{pid}.{k}",
+                         v if isinstance(v, torch.Tensor) else torch.tensor(float(v))) for k, v in sorted(slots.items())]
         return out
 
 
@@ -108,12 +107,9 @@ def make_network(cfg: Mapping[str, Any], task: Task, device: torch.device, dtype
 
 def make_rule(cfg: Mapping[str, Any], net: Network, backend: Backend, task: Task) -> osttp.Learner:
     t = cfg["train"]
-    window = t["window"] if t["rule"] == "tbptt" else None  # other rules ignore it (documented)
     learner = osttp.make_learner(t["rule"], net, optimizer=backend.optimizer, schedule=t["schedule"],
-                                 loss=task.loss, window=window, signal_options=t["signal_options"] or None)
-    if getattr(learner, "signal", None) is not None and hasattr(learner.signal, "prior"):
-        # centred target projection: centre on the training split's class (or key) frequencies
-        learner.signal.prior = task.target_prior().to(dtype=net.dtype, device=net.device)
+                                 loss=task.loss, window=t["window"], signal_options=t["signal_options"] or None)
+    learner.fit(task)
     if t["rate_reg"] > 0:
         learner.rate_regulariser = RateRegulariser(t["rate_reg"], t["rate_target"])
     return learner
@@ -124,13 +120,6 @@ def set_threads(cfg: Mapping[str, Any]) -> None:
     torch's intra-op threads wait on each other at every tiny op when cores are contended."""
     if cfg["run"]["threads"] > 0:
         torch.set_num_threads(cfg["run"]["threads"])
-
-
-def _check_names(cfg: Mapping[str, Any]) -> None:
-    for what, name, known in (("rule", cfg["train"]["rule"], osttp.available_learners()),
-                              ("cell", cfg["model"]["cell"], osttp.available_cells())):
-        if name not in known:
-            raise OsttpError(f"unknown {what} {name!r}; expected one of {', '.join(known)}")
 
 
 def check_lr(lr: float, name: str, dtype: torch.dtype) -> None:
@@ -145,25 +134,36 @@ def check_lr(lr: float, name: str, dtype: torch.dtype) -> None:
                                           f"numbers of {name} (model.dtype)")
 
 
+def check_run(cfg: Mapping[str, Any], dtype: torch.dtype) -> None:
+    """What can be checked before any data is loaded (names were checked when the config was read)."""
+    check_lr(cfg["train"]["lr"], cfg["model"]["dtype"], dtype)
+    check_threads(cfg)
+
+
+def build_model(cfg: Mapping[str, Any], task: Task, device: torch.device, dtype: torch.dtype,
+                batch_size: int) -> tuple[Network, Backend, osttp.Learner]:
+    """Network, backend and learner on the training split `task`, after the memory check for
+    `batch_size` parallel sequences: the one build path of train, compare, sweep trials and stream."""
+    check_memory(cfg, task, dtype, device, batch_size)  # before any weight is allocated
+    net = make_network(cfg, task, device, dtype)
+    backend = make_backend(cfg, net)
+    return net, backend, make_rule(cfg, net, backend, task)
+
+
 def prepare(cfg: Mapping[str, Any], cache: TaskCache | None = None, parallel: DataParallel | None = None,
             device: torch.device | None = None) -> Setup:
     """Validate and build a run. Raises OsttpError for any bad input; writes nothing. With `parallel`
     (experiment.parallel.join) the learner sums its gradients over the group's processes."""
     cfg = copy.deepcopy(dict(cfg))
     C.require_run_keys(cfg)
-    _check_names(cfg)
     device = device or select_device(cfg["run"]["device"])
     dtype = DTYPES[cfg["model"]["dtype"]]
-    check_lr(cfg["train"]["lr"], cfg["model"]["dtype"], dtype)
-    check_threads(cfg)
+    check_run(cfg, dtype)
     tasks = load_tasks(cfg, cache)
     cfg["task"]["params"] = dict(tasks["train"].params)  # resolved: config.toml states every value
     if parallel is not None:
         check_supported(cfg, tasks["train"], parallel.world_size)
-    check_memory(cfg, tasks["train"], dtype, device)  # before any weight is allocated
-    net = make_network(cfg, tasks["train"], device, dtype)
-    backend = make_backend(cfg, net)
-    learner = make_rule(cfg, net, backend, tasks["train"])
+    net, backend, learner = build_model(cfg, tasks["train"], device, dtype, cfg["train"]["batch_size"])
     setup = Setup(cfg, device, dtype, tasks, net, backend, learner, backend.stepper(learner), parallel)
     if parallel is not None:
         learner.gradient_reducer = parallel.reduce_gradients

@@ -2,10 +2,10 @@
 without NaN tokens, and checkpoints loaded with weights_only=True (tensors and plain containers,
 never code), each carrying a format version and a content digest checked on load.
 
-A checkpoint ("osttp-checkpoint-2") is a dict: format, digest (SHA-256 of everything else, see
+A checkpoint ("osttp-checkpoint-3") is a dict: format, digest (SHA-256 of everything else, see
 `content_digest`), model (state_dict), optimizer / hardware (the backend's state, see backend.py),
-progress (plain values), rng, net_config, osttp_version. Files of format 1 (no digest) are still
-read; they get the structural checks only.
+progress (plain values; the running train metric as its `Metric.sums()`), rng, net_config,
+osttp_version. Files of another format are refused (pre-1.0: no reader for older formats).
 """
 from __future__ import annotations
 
@@ -21,10 +21,10 @@ from typing import Any, Iterator, Mapping
 
 import torch
 
+from osttp import checks
 from osttp.errors import OsttpError
 
-CHECKPOINT_FORMAT = "osttp-checkpoint-2"
-READABLE_FORMATS = ("osttp-checkpoint-1", CHECKPOINT_FORMAT)
+CHECKPOINT_FORMAT = "osttp-checkpoint-3"
 TMP_SUFFIX = ".tmp"
 
 
@@ -144,13 +144,13 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
         what = "truncated or not a torch file" if not isinstance(e, pickle.UnpicklingError) else \
             "holds objects other than tensors and plain values"
         raise OsttpError(f"checkpoint {str(path)!r} is corrupt ({what}; {type(e).__name__})") from None
-    if not isinstance(ckpt, dict) or ckpt.get("format") not in READABLE_FORMATS:
-        raise OsttpError(f"{str(path)!r} is not an osttp checkpoint ({CHECKPOINT_FORMAT})")
-    if ckpt["format"] == CHECKPOINT_FORMAT:
-        stored = ckpt.get("digest")
-        if not isinstance(stored, str) or content_digest(ckpt) != stored:
-            raise OsttpError(f"checkpoint {str(path)!r} is corrupt: its content digest does not match "
-                             "(damaged or edited file)")
+    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+        found = f"format {checks.show(ckpt.get('format'))}" if isinstance(ckpt, dict) else type(ckpt).__name__
+        raise OsttpError(f"{str(path)!r} is not an osttp checkpoint of format {CHECKPOINT_FORMAT} (found {found})")
+    stored = ckpt.get("digest")
+    if not isinstance(stored, str) or content_digest(ckpt) != stored:
+        raise OsttpError(f"checkpoint {str(path)!r} is corrupt: its content digest does not match "
+                         "(damaged or edited file)")
     return ckpt
 
 

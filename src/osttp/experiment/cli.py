@@ -271,11 +271,9 @@ def _cmd_list(args: argparse.Namespace, argv: Sequence[str]) -> int:
 
 
 def _cmd_data(args: argparse.Namespace, argv: Sequence[str]) -> int:
-    from osttp.tasks import data
+    from osttp.experiment.data_cmd import data_check, data_path
 
-    if args.data_cmd == "path":
-        return data.cli_path()
-    return data.cli_check()
+    return data_path() if args.data_cmd == "path" else data_check()
 
 
 def _cmd_sweep(args: argparse.Namespace, argv: Sequence[str]) -> int:

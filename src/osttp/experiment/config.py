@@ -20,24 +20,42 @@ docs/cli.md lists every key.
 from __future__ import annotations
 
 import copy
-import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Mapping
 
 from osttp import checks
+from osttp.cells import CELLS
 from osttp.errors import OsttpError
-from osttp.hardware import DEVICES, SCHEMES
+from osttp.experiment.backend import synapse_names
+from osttp.experiment.consistency import check_consistency, hardware_optimizer
+from osttp.experiment.optimizers import OPTIMIZERS
+from osttp.hardware import SCHEMES
 from osttp.network import READOUTS
+from osttp.registry import Registry
+from osttp.rules import PRESETS
 from osttp.streams import ORDERS, PERMUTE_AXES, SCENARIOS, SCORES
 from osttp.tasks.base import SPLITS
 from osttp.tasks.metrics import DECISIONS
 
-W_RANGE_MIN = 1e-3  # hardware.w_range: smallest per-layer range factor accepted (besides 0)
 SEED_MAX = 2**63 - 1  # seeds are signed 64-bit integers (torch.Generator.manual_seed, derived seeds)
 TRAINING = frozenset({"train", "compare"})  # commands that take the experiment flags
 EVERY_RUN = frozenset({"train", "compare", "demo"})
 STREAMING = TRAINING | {"stream"}  # keys `osttp stream` shares with training (docs/streaming.md)
 STREAM_ONLY = frozenset({"stream"})
+
+
+@dataclass(frozen=True)
+class Names:
+    """The valid values of a key, read when a value is checked (so a name registered later is valid):
+    `what` names the family in the error, `names` lists its members."""
+
+    what: str
+    names: Callable[[], Sequence[str]]
+
+    @staticmethod
+    def of(registry: Registry[Any], what: str | None = None) -> "Names":
+        return Names(what or registry.kind, registry.names)
 
 
 @dataclass(frozen=True)
@@ -52,7 +70,7 @@ class Key:
     default: Any = None
     lo: float | None = None
     hi: float | None = None  # inclusive upper bound
-    choices: tuple[str, ...] | None = None
+    choices: tuple[str, ...] | Names | None = None  # Names: the members of a registry, read live
     optional: bool = False  # None (absent) is a valid value
     nonempty: bool = False  # for lists
     unique: bool = False  # for lists: no value twice
@@ -61,6 +79,12 @@ class Key:
     help: str | None = None
     metavar: str | None = None
     commands: frozenset[str] = TRAINING
+
+    def allowed(self) -> tuple[str, ...] | None:
+        """The valid values of a "str"/"strs" key now, or None when any string is valid."""
+        if isinstance(self.choices, Names):
+            return tuple(self.choices.names())
+        return self.choices
 
 
 SCHEMA: dict[str, dict[str, Key]] = {
@@ -72,7 +96,8 @@ SCHEMA: dict[str, dict[str, Key]] = {
                       help="task parameter, repeatable (e.g. limit=1000, label=last)"),
     },
     "model": {
-        "cell": Key("str", "snu", commands=STREAMING, flag="--cell", metavar="C", help="cell kind (osttp list)"),
+        "cell": Key("str", "snu", choices=Names.of(CELLS), commands=STREAMING, flag="--cell", metavar="C",
+                    help="cell kind (osttp list)"),
         "hidden": Key("ints", [256, 256], lo=1, nonempty=True, commands=STREAMING, flag="--hidden", metavar="N,N",
                       help="hidden layer sizes, e.g. 256,256"),
         "recurrent": Key("bool", False, commands=STREAMING, flag="--recurrent",
@@ -84,7 +109,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
                               help="B_l ~ U(-X, X) instead of the default U(-sqrt(6/n), sqrt(6/n))"),
         "cell_options": Key("table", {}, commands=STREAMING, flag="--cell-option", metavar="KEY=VALUE",
                             help="cell hyperparameter, repeatable (e.g. d=0.4, g=identity)"),
-        "readout": Key("str", "linear", choices=tuple(READOUTS), commands=STREAMING, flag="--readout",
+        "readout": Key("str", "linear", choices=Names.of(READOUTS), commands=STREAMING, flag="--readout",
                        help="readout kind: linear, or integrator o_t = kappa o_{t-1} + V y_t + c"),
         "kappa": Key("float", None, lo=0.0, optional=True, commands=STREAMING, flag="--kappa", metavar="K",
                      help="leak of the integrator readout, in [0, 1) (default 0.9)"),
@@ -95,13 +120,13 @@ SCHEMA: dict[str, dict[str, Key]] = {
     },
     "train": {
         # required for train; compare sets it per run
-        "rule": Key("str", optional=True, flag="--rule", metavar="R", help="learning rule (osttp list)",
-                    commands=frozenset({"train", "stream"})),
+        "rule": Key("str", optional=True, choices=Names.of(PRESETS, "rule"), flag="--rule", metavar="R",
+                    help="learning rule (osttp list)", commands=frozenset({"train", "stream"})),
         "seed": Key("int", 0, lo=0, hi=SEED_MAX, flag="--seed", metavar="S", help="weights and data order seed",
                     commands=frozenset({"train", "stream"})),
         "epochs": Key("int", 10, lo=1, flag="--epochs", metavar="N", help="passes over the training split"),
         "batch_size": Key("int", 64, lo=1, flag="--batch-size", metavar="B", help="training sequences per batch"),
-        "optimizer": Key("str", "adam", choices=("adam", "sgd"), commands=STREAMING, flag="--optimizer",
+        "optimizer": Key("str", "adam", choices=Names.of(OPTIMIZERS), commands=STREAMING, flag="--optimizer",
                          help="torch optimizer (simulated synapses: sgd)"),
         "lr": Key("float", 1e-3, lo=0.0, strict=True, commands=STREAMING, flag="--lr", metavar="X",
                   help="learning rate"),
@@ -142,9 +167,9 @@ SCHEMA: dict[str, dict[str, Key]] = {
     },
     "hardware": {
         # float: no hardware. Otherwise the weight matrices live in simulated devices (osttp.hardware)
-        "synapse": Key("str", "float", choices=("float", *DEVICES), flag="--synapse",
+        "synapse": Key("str", "float", choices=Names("synapse", synapse_names), flag="--synapse",
                        help="weights in simulated devices (default float: none); see docs/hardware.md"),
-        "update": Key("str", "mixed-precision", choices=tuple(SCHEMES), flag="--update",
+        "update": Key("str", "mixed-precision", choices=Names.of(SCHEMES), flag="--update",
                       help="device update scheme (default mixed-precision)"),
         # per-layer range w_max = w_range * max|W_init| (HardwareTraining's auto_w_max); 0: the device's w_max
         "w_range": Key("float", 4.0, lo=0.0, flag="--w-range", metavar="K",
@@ -170,8 +195,8 @@ SCHEMA: dict[str, dict[str, Key]] = {
                           "(docs/distributed.md); under torchrun its process count is used"),
     },
     "compare": {
-        "rules": Key("strs", ["osttp", "bptt"], nonempty=True, unique=True, flag="--rules", metavar="A,B",
-                     help="rules to compare", commands=frozenset({"compare"})),
+        "rules": Key("strs", ["osttp", "bptt"], choices=Names.of(PRESETS, "rule"), nonempty=True, unique=True,
+                     flag="--rules", metavar="A,B", help="rules to compare", commands=frozenset({"compare"})),
         "seeds": Key("ints", [0], lo=0, hi=SEED_MAX, nonempty=True, unique=True, flag="--seeds", metavar="S,S",
                      help="seeds for every rule", commands=frozenset({"compare"})),
     },
@@ -188,7 +213,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
                      help="each pass over the split in a seeded shuffle (default) or in file order"),
         "reset": Key("bool", False, flag="--reset-at-boundary", commands=STREAM_ONLY,
                      help="zero states and traces when a sequence ends (default off: one continuous signal)"),
-        "drift": Key("str", "none", choices=SCENARIOS, flag="--drift", commands=STREAM_ONLY,
+        "drift": Key("str", "none", choices=Names.of(SCENARIOS), flag="--drift", commands=STREAM_ONLY,
                      help="drift scenario: none, permute (inputs), remap (labels), switch (task)"),
         "drift_every": Key("int", None, lo=1, optional=True, flag="--drift-every", metavar="K",
                            commands=STREAM_ONLY, help="sequences per drift phase (per lane)"),
@@ -249,13 +274,15 @@ def check_value(where: str, key: Key, value: Any) -> Any:
     if k == "bool":
         return checks.boolean(where, value)
     if k == "str":
+        if isinstance(key.choices, Names):
+            return _registered_name(where, key.choices, value)
         return checks.string(where, value, key.choices)
     if k in ("ints", "strs"):
         if not isinstance(value, (list, tuple)):
             raise checks.fail(where, value, "a list")
         if key.nonempty and not value:
             raise checks.fail(where, value, "a non-empty list")
-        item = Key(k[:-1], lo=lo, hi=key.hi)
+        item = Key(k[:-1], lo=lo, hi=key.hi, choices=key.choices)
         out = [check_value(f"{where}[{i}]", item, v) for i, v in enumerate(value)]
         if key.unique and len(set(out)) != len(out):
             raise checks.fail(where, value, "a list without repeats")
@@ -265,6 +292,14 @@ def check_value(where: str, key: Key, value: Any) -> Any:
             raise checks.fail(where, value, "a table")
         return copy.deepcopy(dict(value))
     raise AssertionError(f"unknown key kind {k}")  # a bug in SCHEMA, not user input
+
+
+def _registered_name(where: str, names: Names, value: Any) -> str:
+    known = names.names()
+    checks.string(where, value)
+    if value not in known:
+        raise checks.fail(where, value, f"one of {', '.join(known)} (unknown {names.what} {value!r})")
+    return value
 
 
 def check_partial(cfg: Mapping[str, Any], source: str) -> dict[str, Any]:
@@ -318,55 +353,9 @@ def resolve(*layers: tuple[Mapping[str, Any], str]) -> dict[str, Any]:
     for partial, source in layers:
         checked.append((check_partial(partial, source), source))
         cfg = merge(cfg, checked[-1][0])
-    _hardware_optimizer(cfg, checked)
+    hardware_optimizer(cfg, checked)
     check_consistency(cfg)
     return cfg
-
-
-def _hardware_optimizer(cfg: dict[str, Any], layers: list[tuple[dict[str, Any], str]]) -> None:
-    """Simulated synapses are trained by plain SGD through the devices (HardwareTraining's optimizer),
-    so train.optimizer becomes "sgd"; a layer that explicitly asks for adam (the last one to set the key)
-    is refused rather than silently ignored. The default (adam) is replaced without a word."""
-    synapse = cfg["hardware"]["synapse"]
-    if synapse == "float":
-        return
-    setters = [(p["train"]["optimizer"], src) for p, src in layers if "optimizer" in p.get("train", {})]
-    if setters and setters[-1][0] != "sgd":
-        opt, src = setters[-1]
-        raise OsttpError(f"{src + ': ' if src else ''}train.optimizer = {checks.show(opt)} cannot be used with "
-                         f"hardware.synapse = {checks.show(synapse)}: simulated synapses are trained by plain SGD "
-                         "through the devices; use --optimizer sgd or leave the optimizer unset")
-    cfg["train"]["optimizer"] = "sgd"
-
-
-def check_consistency(cfg: Mapping[str, Any]) -> None:
-    """Rules that involve several keys."""
-    tr = cfg["train"]
-    if tr["optimizer"] != "sgd" and tr["momentum"] != 0.0:
-        raise OsttpError(f"config key train.momentum = {tr['momentum']} applies only to optimizer sgd, "
-                         f"not {tr['optimizer']}")
-    hw = cfg["hardware"]
-    if hw["synapse"] != "float":
-        if tr["hidden_lr_scale"] != 1.0:
-            raise OsttpError(f"config key train.hidden_lr_scale = {tr['hidden_lr_scale']} is not supported with "
-                             f"hardware.synapse = {checks.show(hw['synapse'])}: the devices share one learning rate")
-        for key in ("momentum", "weight_decay"):
-            if tr[key] != 0.0:
-                raise OsttpError(f"config key train.{key} = {tr[key]} is not supported with hardware.synapse = "
-                                 f"{checks.show(hw['synapse'])}: the devices are trained by plain SGD")
-        if cfg["eval"]["test_params"] != "final":
-            raise OsttpError(f"eval.test_params = {checks.show(cfg['eval']['test_params'])} is not supported with "
-                             f"hardware.synapse = {checks.show(hw['synapse'])}: the devices hold only the final "
-                             "weights; use final")
-        if hw["synapse"] == "quantized":
-            checks.integer("hardware.bits", hw["bits"], ge=2, le=32)
-        if 0.0 < hw["w_range"] < W_RANGE_MIN:
-            raise checks.fail("hardware.w_range", hw["w_range"], f"0 (the device's own w_max) or a number >= "
-                              f"{W_RANGE_MIN:g}: below it every initial weight is clipped to almost 0 and the "
-                              "pulse counts of an update overflow")
-    dev = cfg["run"]["device"]
-    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", dev):
-        raise checks.fail("run.device", dev, "auto, cpu, cuda or cuda:N")
 
 
 def require_run_keys(cfg: Mapping[str, Any]) -> None:

@@ -2,6 +2,8 @@
 
     with RunLock(out):        # OsttpError naming the holder's PID when another process has it
         ...
+    with locked_dir(out) as created:   # make `out` if needed, then lock it (train and stream runs)
+        ...
 
 The kernel releases a flock when its process dies (SIGKILL included), so a lock file left behind by
 a dead process is stale by construction and the next writer simply takes it over. The file itself is
@@ -12,6 +14,9 @@ from __future__ import annotations
 
 import fcntl
 import os
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
 
@@ -62,3 +67,25 @@ class RunLock:
 
     def __exit__(self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
         self.release()
+
+
+@contextmanager
+def locked_dir(out: Path) -> Iterator[bool]:
+    """Make directory `out` if it is absent and hold its lock inside the block; yields whether it was
+    made here. When the lock cannot be taken, a directory made here is removed again."""
+    created = not out.exists()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise OsttpError(f"cannot create run directory {str(out)!r}: {e.strerror or e}") from None
+    lock = RunLock(out)
+    try:
+        lock.acquire()
+    except BaseException:
+        if created:
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+    try:
+        yield created
+    finally:
+        lock.release()

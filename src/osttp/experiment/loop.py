@@ -25,13 +25,14 @@ from osttp.experiment.build import Setup, set_threads
 from osttp.experiment.checkpoint import (CHECKPOINT_FORMAT, dumps_json, load_checkpoint, remove_stale_temps,
                                          rng_state, save_atomic, set_rng_state, with_digest, write_text_atomic)
 from osttp.experiment.evaluate import drift_rows, drift_summary, eval_split
-from osttp.experiment.progress import Log, make_progress
+from osttp.experiment.progress import Log, Progress, make_progress
 from osttp.experiment.results import fmt, results_record
-from osttp.experiment.lock import RunLock
+from osttp.experiment.lock import locked_dir
 from osttp.experiment.resume import (LAST, PREV, Corrupt, Position, check_history, check_optimizer_state,
                                      check_structure, pick_checkpoint, read_metrics)
 from osttp.experiment.rundir import check_new_dir, run_config_text
 from osttp.plots import plot_drift
+from osttp.tasks import Batch, Metric
 from osttp.tasks.base import derive_seed
 
 
@@ -65,13 +66,6 @@ def _better(value: float, best: float | None, higher: bool) -> bool:
     return best is None or (value > best if higher else value < best)
 
 
-def _torch_optimizers(setup: Setup) -> list[torch.optim.Optimizer]:
-    """The torch optimizers whose per-parameter state a checkpoint restores (float: Adam/SGD;
-    hardware: the digital optimizer of the biases)."""
-    found = [getattr(setup.backend, "torch_optimizer", None), getattr(getattr(setup.backend, "hw", None), "digital", None)]
-    return [o for o in found if isinstance(o, torch.optim.Optimizer)]
-
-
 def _payload(setup: Setup, position: Position, wall_seconds: float | None = None) -> dict[str, Any]:
     """Everything a checkpoint holds (format and digest are added when it is written)."""
     p = copy.deepcopy(asdict(position))
@@ -94,7 +88,7 @@ def _resume_position(setup: Setup, out: Path, log: Log) -> Position | None:
     """The position of the newest good checkpoint, loaded into the setup; None when nothing was
     trained yet (the run starts over); OsttpError when there is nothing good to resume from."""
     template = _payload(setup, Position())
-    metric_keys = set(setup.tasks["train"].new_metric(setup.cfg["eval"]["decision"]).__dict__)
+    metric_keys = set(setup.tasks["train"].new_metric(setup.cfg["eval"]["decision"]).sums())
     metrics = read_metrics(out / "metrics.jsonl")
 
     def verify(ckpt: dict[str, Any], fallback: bool) -> Position:
@@ -108,7 +102,7 @@ def _resume_position(setup: Setup, out: Path, log: Log) -> Position | None:
         except (RuntimeError, ValueError, KeyError, TypeError, IndexError) as e:
             raise Corrupt(f"does not fit the configured model: {str(e).splitlines()[0] if str(e) else type(e).__name__}"
                           ) from None
-        check_optimizer_state(_torch_optimizers(setup))
+        check_optimizer_state(setup.backend.torch_optimizers())
         return position
 
     picked = pick_checkpoint(out / "checkpoints", verify)
@@ -139,22 +133,8 @@ def train_run(setup: Setup, out: Path, *, resume: bool = False, quiet: bool = Fa
         return _train_follower(setup, out, resume, label)
     if not resume:
         check_new_dir(out)
-    created = not out.exists()
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise OsttpError(f"cannot create run directory {str(out)!r}: {e.strerror or e}") from None
-    lock = RunLock(out)
-    try:
-        lock.acquire()
-    except BaseException:
-        if created:
-            shutil.rmtree(out, ignore_errors=True)
-        raise
-    try:
+    with locked_dir(out) as created:
         return _train_locked(setup, out, resume, created, quiet, label, header, log)
-    finally:
-        lock.release()
 
 
 def _train_locked(setup: Setup, out: Path, resume: bool, created: bool, quiet: bool, label: str | None,
@@ -230,86 +210,103 @@ def _write_metrics(out: Path, history: list[dict[str, Any]]) -> None:
 
 
 def _loop(setup: Setup, out: Path, position: Position, clock: _Clock, quiet: bool, name: str, log: Log) -> None:
-    cfg, net, stepper = setup.cfg, setup.net, setup.stepper
-    tr, task = cfg["train"], setup.tasks["train"]
-    higher = task.higher_is_better
-    mname = task.metric_name
+    """Train epoch by epoch from `position` to train.epochs, with the progress bar."""
+    tr, task = setup.cfg["train"], setup.tasks["train"]
     nb = task.num_batches(tr["batch_size"])
     if tr["max_batches"] is not None:
         nb = min(nb, tr["max_batches"])
-    every = cfg["run"]["checkpoint_every"]
-    last = out / "checkpoints" / "last.pt"
     bar = make_progress(quiet, tr["epochs"] * nb, position.epoch * nb + position.batch, name, log)
     try:
         while position.epoch < tr["epochs"]:
-            epoch = position.epoch
-            bar.describe(f"{name} epoch {epoch + 1}/{tr['epochs']}")
-            metric = task.new_metric(cfg["eval"]["decision"])
-            if position.train_metric is not None:
-                metric.__dict__.update(copy.deepcopy(position.train_metric))
-            batches = task.batches(tr["batch_size"], shuffle=tr["shuffle"], seed=shuffle_seed(tr["seed"], epoch),
-                                   dtype=setup.dtype, start=position.batch)
-            t0 = time.perf_counter()
-            for b, batch in zip(range(position.batch, nb), batches):
-                if setup.parallel is not None:
-                    batch = setup.parallel.shard(batch)
-                xs, ys, mask = (batch.xs.to(setup.device), batch.ys.to(setup.device), batch.mask.to(setup.device))
-                stepper.reset(xs.shape[1])
-                outs = [stepper.step(xs[t], ys[t], mask[t]) for t in range(xs.shape[0])]
-                position.learner_state_bytes = max(position.learner_state_bytes, setup.learner.state_nbytes())
-                overflow = ""
-                try:
-                    stepper.apply()
-                except RuntimeError as e:  # e.g. Adam's lr / (1 - beta1) overflowing float32
-                    if "overflow" not in str(e):
-                        raise
-                    overflow = str(e).splitlines()[0]
-                loss = float(stepper.loss_sum) if setup.parallel is None else setup.parallel.sum(stepper.loss_sum)
-                if overflow or not math.isfinite(loss) or not _params_finite(net):
-                    what = (f"the update overflowed ({overflow})" if overflow else f"loss {loss}"
-                            if not math.isfinite(loss) else "a non-finite parameter after the update")
-                    raise Diverged(f"training diverged at epoch {epoch + 1}, batch {b + 1}: {what} "
-                                   f"(learning rate {tr['lr']} too large?); last good checkpoint: {last}")
-                _update_metric(setup, metric, torch.stack(outs), batch)
-                position.batch = b + 1
-                position.global_batches += 1
-                now = time.perf_counter()
-                position.epoch_seconds += now - t0
-                position.train_seconds += now - t0
-                t0 = now
-                running = metric.compute()
-                bar.update({"loss": f"{running['loss']:.4f}", mname: f"{running[mname]:.4f}"})
-                if every and position.global_batches % every == 0 and position.batch < nb:
-                    position.train_metric = dict(metric.__dict__)
-                    if setup.writes:
-                        _save_checkpoint(setup, position, last, clock)
-                    t0 = time.perf_counter()  # checkpoint time is not training time
-            # end of epoch: validate, record, checkpoint
-            t_eval = time.perf_counter()
-            valid = eval_split(setup, "valid")
-            record = {"epoch": epoch + 1, "batches": nb, "train": metric.compute(), "valid": valid,
-                      "seconds": position.epoch_seconds, "eval_seconds": time.perf_counter() - t_eval}
-            position.history.append(record)
-            position.epoch, position.batch = epoch + 1, 0
-            position.train_metric, position.epoch_seconds = None, 0.0
-            if _better(valid[mname], position.best_value, higher):
-                position.best_epoch, position.best_value = epoch + 1, valid[mname]
-                if setup.writes:
-                    save_atomic(with_digest({"model": net.state_dict(), "epoch": epoch + 1, "net_config": net.config}),
-                                out / "checkpoints" / "best.pt")
-            if setup.writes:
-                _save_checkpoint(setup, position, last, clock)
-                _write_metrics(out, position.history)
-            tm = record["train"]
-            bar.write(f"[{name}] epoch {epoch + 1}/{tr['epochs']}  train loss {tm['loss']:.4f} {mname} "
-                      f"{tm[mname]:.4f}  valid loss {valid['loss']:.4f} {mname} {valid[mname]:.4f}  "
-                      f"{record['seconds']:.1f} s")
+            bar.describe(f"{name} epoch {position.epoch + 1}/{tr['epochs']}")
+            metric = _train_epoch(setup, out, position, clock, nb, bar)
+            _end_epoch(setup, out, position, clock, metric, nb, bar, name)
     finally:
         bar.close()
     position.wall_seconds = clock.now()
 
 
-def _update_metric(setup: Setup, metric: Any, outputs: torch.Tensor, batch: Any) -> None:
+def _train_epoch(setup: Setup, out: Path, position: Position, clock: _Clock, nb: int, bar: Progress) -> Metric:
+    """The remaining batches of the epoch at `position`; returns its running train metric. Checkpoints
+    every run.checkpoint_every batches (the time they take is not training time)."""
+    cfg, task = setup.cfg, setup.tasks["train"]
+    tr, every = cfg["train"], cfg["run"]["checkpoint_every"]
+    metric = task.new_metric(cfg["eval"]["decision"])
+    if position.train_metric is not None:
+        metric.set_sums(position.train_metric)
+    batches = task.batches(tr["batch_size"], shuffle=tr["shuffle"], seed=shuffle_seed(tr["seed"], position.epoch),
+                           dtype=setup.dtype, start=position.batch)
+    t0 = time.perf_counter()
+    for b, batch in zip(range(position.batch, nb), batches):
+        _train_batch(setup, out, position, metric, batch, b)
+        position.batch = b + 1
+        position.global_batches += 1
+        now = time.perf_counter()
+        position.epoch_seconds += now - t0
+        position.train_seconds += now - t0
+        t0 = now
+        running = metric.compute()
+        bar.update({"loss": f"{running['loss']:.4f}", task.metric_name: f"{running[task.metric_name]:.4f}"})
+        if every and position.global_batches % every == 0 and position.batch < nb:
+            position.train_metric = metric.sums()
+            if setup.writes:
+                _save_checkpoint(setup, position, out / "checkpoints" / LAST, clock)
+            t0 = time.perf_counter()
+    return metric
+
+
+def _train_batch(setup: Setup, out: Path, position: Position, metric: Metric, batch: Batch, b: int) -> None:
+    """One batch: reset, every step, the update; Diverged on a non-finite loss or parameter."""
+    stepper, lr = setup.stepper, setup.cfg["train"]["lr"]
+    if setup.parallel is not None:
+        batch = setup.parallel.shard(batch)
+    xs, ys, mask = (batch.xs.to(setup.device), batch.ys.to(setup.device), batch.mask.to(setup.device))
+    stepper.reset(xs.shape[1])
+    outs = [stepper.step(xs[t], ys[t], mask[t]) for t in range(xs.shape[0])]
+    position.learner_state_bytes = max(position.learner_state_bytes, setup.learner.state_nbytes())
+    overflow = ""
+    try:
+        stepper.apply()
+    except RuntimeError as e:  # e.g. Adam's lr / (1 - beta1) overflowing float32
+        if "overflow" not in str(e):
+            raise
+        overflow = str(e).splitlines()[0]
+    loss = float(stepper.loss_sum) if setup.parallel is None else setup.parallel.sum(stepper.loss_sum)
+    if overflow or not math.isfinite(loss) or not _params_finite(setup.net):
+        what = (f"the update overflowed ({overflow})" if overflow else f"loss {loss}"
+                if not math.isfinite(loss) else "a non-finite parameter after the update")
+        raise Diverged(f"training diverged at epoch {position.epoch + 1}, batch {b + 1}: {what} "
+                       f"(learning rate {lr} too large?); last good checkpoint: {out / 'checkpoints' / LAST}")
+    _update_metric(setup, metric, torch.stack(outs), batch)
+
+
+def _end_epoch(setup: Setup, out: Path, position: Position, clock: _Clock, metric: Metric, nb: int,
+               bar: Progress, name: str) -> None:
+    """Validate, record the epoch, keep the best parameters, checkpoint."""
+    net, task, epochs = setup.net, setup.tasks["train"], setup.cfg["train"]["epochs"]
+    mname, epoch = task.metric_name, position.epoch
+    t_eval = time.perf_counter()
+    valid = eval_split(setup, "valid")
+    record = {"epoch": epoch + 1, "batches": nb, "train": metric.compute(), "valid": valid,
+              "seconds": position.epoch_seconds, "eval_seconds": time.perf_counter() - t_eval}
+    position.history.append(record)
+    position.epoch, position.batch = epoch + 1, 0
+    position.train_metric, position.epoch_seconds = None, 0.0
+    if _better(valid[mname], position.best_value, task.higher_is_better):
+        position.best_epoch, position.best_value = epoch + 1, valid[mname]
+        if setup.writes:
+            save_atomic(with_digest({"model": net.state_dict(), "epoch": epoch + 1, "net_config": net.config}),
+                        out / "checkpoints" / "best.pt")
+    if setup.writes:
+        _save_checkpoint(setup, position, out / "checkpoints" / LAST, clock)
+        _write_metrics(out, position.history)
+    tm = record["train"]
+    bar.write(f"[{name}] epoch {epoch + 1}/{epochs}  train loss {tm['loss']:.4f} {mname} "
+              f"{tm[mname]:.4f}  valid loss {valid['loss']:.4f} {mname} {valid[mname]:.4f}  "
+              f"{record['seconds']:.1f} s")
+
+
+def _update_metric(setup: Setup, metric: Metric, outputs: torch.Tensor, batch: Batch) -> None:
     """Add a batch to the running metric; data-parallel: every process adds the whole batch's sums."""
     if setup.parallel is None:
         metric.update(outputs, batch)

@@ -23,6 +23,7 @@ import torch
 from osttp import checks
 from osttp.distributed import DataParallel
 from osttp.errors import OsttpError
+from osttp.experiment.backend import on_devices
 from osttp.tasks import Task
 
 EXIT_RANK_FAILED = 1
@@ -68,7 +69,7 @@ def leave(parallel: DataParallel | None) -> None:
 def check_supported(cfg: Mapping[str, Any], task: Task, world: int) -> None:
     """What data parallelism cannot run exactly is refused before anything is written."""
     t = cfg["train"]
-    if cfg["hardware"]["synapse"] != "float":
+    if on_devices(cfg["hardware"]["synapse"]):
         raise OsttpError(f"hardware.synapse = {cfg['hardware']['synapse']}: simulated synapses are not data-parallel "
                          "(each process would program its own devices); expected synapse float with more than "
                          "one process")

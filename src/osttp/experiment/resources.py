@@ -1,15 +1,16 @@
 """Will this run fit the machine? Checked before any file is written or any weight allocated.
 
-    check_resources(cfg, task, dtype)   # OsttpError: memory estimate above what is available, or
-                                        # more threads than the machine can sensibly run
+    check_threads(cfg)                        # OsttpError: more threads than the machine can sensibly run
+    check_memory(cfg, task, dtype, device)    # OsttpError: memory estimate above what is available
 
 The memory estimate is an upper-bound-minded count of what the run keeps alive at once (the learner
 allocates nothing else of this size):
 
 - network: every parameter with its gradient (.grad), its accumulator and the optimizer's slots
-  (Adam 2, SGD with momentum 1), plus the fixed feedback matrices;
-- traces (online rules): per hidden layer, batch x n x k x (fan-in + n if recurrent + 1) for
-  diagonal traces, n times that for exact ones (k = the cell's state size);
+  (the `slots` of its OPTIMIZERS entry: Adam 2, SGD with momentum 1), plus the fixed feedback matrices;
+- traces (online rules): per hidden layer, what the rule's trace kind says it allocates
+  (`TraceKind.nbytes`: diagonal batch x n x k x (fan-in + n if recurrent + 1), exact n times that;
+  k = the cell's state size);
 - BPTT graph: per stored time step, about (3 k + 6) tensors of batch x n per hidden layer, plus
   autograd's bookkeeping of ~2 kB per saved tensor (6 per layer and 6 for the readout and loss).
 
@@ -26,8 +27,10 @@ import torch
 from osttp import checks
 from osttp.cells import make_cell
 from osttp.errors import OsttpError
-from osttp.rules import PRESETS
+from osttp.experiment.optimizers import optimizer_slots
+from osttp.rules import PRESETS, TRACE_KINDS
 from osttp.rules.bptt import AUTOGRAD_BYTES_PER_SAVED
+from osttp.rules.presets import TBPTT_DEFAULT_WINDOW
 from osttp.tasks import Task
 
 THREADS_PER_CORE = 4  # more threads than this per core only adds contention (and libgomp fails at ~20000)
@@ -58,31 +61,30 @@ def _seq_len(task: Task) -> int:
     return int(next(iter(task.batches(1, shuffle=False))).xs.shape[0])
 
 
-def memory_estimate(cfg: Mapping[str, Any], task: Task, dtype: torch.dtype) -> dict[str, int]:
-    """Bytes of network, traces and BPTT graph of the run `cfg` (see the module docstring)."""
+def memory_estimate(cfg: Mapping[str, Any], task: Task, dtype: torch.dtype,
+                    batch_size: int | None = None) -> dict[str, int]:
+    """Bytes of network, traces and BPTT graph of the run `cfg` with `batch_size` parallel sequences
+    (default train.batch_size; see the module docstring)."""
     m, t = cfg["model"], cfg["train"]
     k = int(make_cell(m["cell"], **dict(m["cell_options"])).n_states)
     sizes = [task.n_in, *m["hidden"], task.n_out]
     hidden = sizes[1:-1]
-    B, rec = int(t["batch_size"]), bool(m["recurrent"])
+    B, rec = int(t["batch_size"] if batch_size is None else batch_size), bool(m["recurrent"])
     params = sum(n * (n_in + (n if rec else 0) + 1) for n_in, n in zip(sizes[:-2], hidden))
     params += sizes[-1] * (sizes[-2] + 1)
-    slots = 2 if t["optimizer"] == "adam" else (1 if t["momentum"] else 0)
+    slots = optimizer_slots(t)
     elem = torch.empty((), dtype=dtype).element_size()
     acc_elem = max(elem, 4)  # accumulators are at least float32
     network = params * ((2 + slots) * elem + acc_elem) + sum(hidden) * sizes[-1] * elem
     entry = PRESETS.get(t["rule"])
-    trace_kind = entry.meta.get("trace") if entry.meta.get("online") else None
-    per_layer = [B * n * k * (n_in + (n if rec else 0) + 1) for n_in, n in zip(sizes[:-2], hidden)]
-    if trace_kind == "diagonal":
-        traces = sum(per_layer) * elem
-    elif trace_kind == "exact":
-        traces = sum(p * n for p, n in zip(per_layer, hidden)) * elem
+    traces = graph = 0
+    if entry.meta.get("online"):
+        kind = TRACE_KINDS.build(entry.meta["trace"])
+        traces = sum(kind.nbytes(B, n_in, n, k, rec, elem) for n_in, n in zip(sizes[:-2], hidden))
     else:
-        traces = 0
-    graph = 0
-    if not entry.meta.get("online"):
-        steps = _seq_len(task) if t["rule"] != "tbptt" else min(_seq_len(task), int(t["window"] or 10))
+        steps = _seq_len(task)
+        if entry.meta.get("windowed"):
+            steps = min(steps, int(t["window"] or TBPTT_DEFAULT_WINDOW))
         graph = steps * (B * (sum(hidden) * (3 * k + 6) + 4 * sizes[-1]) * elem
                          + 6 * (len(hidden) + 1) * AUTOGRAD_BYTES_PER_SAVED)
     return {"network": network, "traces": traces, "bptt graph": graph}
@@ -92,8 +94,9 @@ def _gb(n: float) -> str:
     return f"{n / 2**30:.3g} GB"
 
 
-def check_memory(cfg: Mapping[str, Any], task: Task, dtype: torch.dtype, device: torch.device) -> None:
-    est = memory_estimate(cfg, task, dtype)
+def check_memory(cfg: Mapping[str, Any], task: Task, dtype: torch.dtype, device: torch.device,
+                 batch_size: int | None = None) -> None:
+    est = memory_estimate(cfg, task, dtype, batch_size)
     need = sum(est.values())
     avail = available_memory(device)
     if avail is None or need <= HEADROOM * avail:
@@ -112,8 +115,3 @@ def check_threads(cfg: Mapping[str, Any]) -> None:
     cores = os.cpu_count() or 1
     limit = THREADS_PER_CORE * cores
     checks.integer("run.threads", cfg["run"]["threads"], ge=0, le=limit)
-
-
-def check_resources(cfg: Mapping[str, Any], task: Task, dtype: torch.dtype, device: torch.device) -> None:
-    check_threads(cfg)
-    check_memory(cfg, task, dtype, device)

@@ -3,15 +3,14 @@ from __future__ import annotations
 
 import resource
 import sys
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
 import osttp
 
-if TYPE_CHECKING:  # annotations only: the loop imports this module
-    from osttp.experiment.build import Setup
-    from osttp.experiment.loop import Position
+from osttp.experiment.build import Setup
+from osttp.experiment.resume import Position
 
 
 def fmt(x: Any) -> str:

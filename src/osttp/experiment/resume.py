@@ -122,8 +122,6 @@ def same_structure(template: Any, got: Any, where: str) -> None:
 
 def check_structure(ckpt: Mapping[str, Any], template: Mapping[str, Any], metric_keys: set[str]) -> Position:
     keys = set(template) | {"digest"}
-    if ckpt.get("format") != template.get("format"):
-        keys.discard("digest")  # format 1: no digest
     if set(ckpt) != keys:
         raise Corrupt(f"top-level keys are {sorted(map(str, ckpt))}; expected {sorted(keys)}")
     for k in template:

@@ -26,10 +26,10 @@ import osttp.tasks
 from osttp import checks
 from osttp.errors import OsttpError
 from osttp.experiment import config as C
-from osttp.experiment.backend import make_backend
-from osttp.experiment.build import DTYPES, make_network, make_rule, select_device, set_threads
+from osttp.experiment.build import DTYPES, build_model, check_run, select_device, set_threads
 from osttp.experiment.checkpoint import (dumps_json, load_checkpoint, rng_state, save_atomic, with_digest,
                                          set_rng_state, write_text_atomic)
+from osttp.experiment.lock import locked_dir
 from osttp.experiment.loop import Diverged
 from osttp.experiment.progress import Log, make_progress
 from osttp.experiment.results import fmt, peak_mem_mb
@@ -37,7 +37,7 @@ from osttp.experiment.rundir import check_new_dir
 from osttp.experiment.stream_report import CONFIG_NAME
 from osttp.experiment.tomlio import dumps_toml, read_toml
 from osttp.plots import plot_stream
-from osttp.streams import DataStream, Prequential, StreamDiverged, TaskSource, with_drift
+from osttp.streams import SCENARIOS, DataStream, Prequential, StreamDiverged, TaskSource, with_drift
 
 DEFAULTS_LAYER: tuple[dict[str, Any], str] = ({"train": {"schedule": "per-step"}}, "osttp stream defaults")
 # keys a resume may change: how the process runs, and how far the stream goes
@@ -78,15 +78,18 @@ def _load(name: str, split: str, params: Mapping[str, Any]) -> osttp.tasks.Task:
 def build(cfg: dict[str, Any]) -> tuple[Prequential, torch.device]:
     """The network, learner and stream of a config; OsttpError for bad input; writes nothing."""
     t, s = cfg["train"], cfg["stream"]
-    for what, name, known in (("rule", t["rule"], osttp.available_learners()),
-                              ("cell", cfg["model"]["cell"], osttp.available_cells())):
-        if name not in known:
-            raise OsttpError(f"unknown {what} {name!r}; expected one of {', '.join(known)}")
-    if s["drift"] != "switch" and s["switch_task"] is not None:
-        raise OsttpError(f"stream.switch_task = {checks.show(s['switch_task'])} needs stream.drift = \"switch\"")
-    if s["drift"] == "none" and s["drift_every"] is not None:
+    scenario = SCENARIOS.get(s["drift"]).meta
+    if not scenario["needs_other"] and s["switch_task"] is not None:
+        takes = ", ".join(f'"{e.name}"' for e in SCENARIOS.entries() if e.meta["needs_other"])
+        raise OsttpError(f"stream.switch_task = {checks.show(s['switch_task'])} needs stream.drift = {takes}")
+    if not scenario["drifts"] and s["drift_every"] is not None:
         raise OsttpError(f"stream.drift_every = {s['drift_every']} needs a drift scenario (stream.drift)")
+    if scenario["drifts"] and s["drift_every"] is None:
+        raise OsttpError(f"stream.drift = {checks.show(s['drift'])} needs stream.drift_every (sequences per phase)")
+    if scenario["needs_other"] and s["switch_task"] is None:
+        raise OsttpError(f"stream.drift = {checks.show(s['drift'])} needs stream.switch_task, the task to switch to")
     device, dtype = select_device(cfg["run"]["device"]), DTYPES[cfg["model"]["dtype"]]
+    check_run(cfg, dtype)
     seed = t["seed"] if s["seed"] is None else s["seed"]
     task = _load(cfg["task"]["name"], s["split"], cfg["task"]["params"])
     cfg["task"]["params"] = dict(task.params)  # resolved: stream.toml states every value
@@ -97,8 +100,7 @@ def build(cfg: dict[str, Any]) -> tuple[Prequential, torch.device]:
         cfg["stream"]["switch_params"] = dict(other_task.params)
         other = TaskSource(other_task, seed=seed, order=s["order"], dtype=dtype)
     source = with_drift(source, s["drift"], s["drift_every"], seed, other=other, permute_axis=s["permute_axis"])
-    net = make_network(cfg, task, device, dtype)
-    learner = make_rule(cfg, net, make_backend(cfg, net), task)
+    _, _, learner = build_model(cfg, task, device, dtype, s["lanes"])
     run = Prequential(learner, DataStream(source, s["lanes"]), window=s["window"], tolerance=s["tolerance"],
                       score=s["score"], reset_at_boundary=s["reset"], record_every=s["log_every"])
     return run, device
@@ -139,40 +141,58 @@ def _results(cfg: Mapping[str, Any], run: Prequential, device: torch.device, sta
 
 def stream_run(cfg: dict[str, Any], out: Path, *, resume: bool = False, quiet: bool = False, header: str = "",
                log: Log = print) -> dict[str, Any]:
-    """Run (or continue) the stream of `cfg` in `out`; returns results.json's content."""
+    """Run (or continue) the stream of `cfg` in `out`, holding its lock (lock.locked_dir) from the first
+    file read to the last written; returns results.json's content."""
     run, device = build(cfg)
-    s = cfg["stream"]
-    last = out / "checkpoints" / "last.pt"
-    seconds = 0.0
-    if resume:
-        if not last.is_file():
-            raise OsttpError(f"cannot resume: no checkpoint {str(last)!r}; start a new run without --resume")
-        ckpt = load_checkpoint(last)
-        if ckpt.get("kind") != "stream":
-            raise OsttpError(f"{str(last)!r} is not the checkpoint of an osttp stream run")
-        try:
-            run.load_state_dict(ckpt["prequential"])
-        except (RuntimeError, ValueError, KeyError) as e:
-            raise OsttpError(f"checkpoint {str(last)!r} does not match the configuration: "
-                             f"{str(e).splitlines()[0]}") from None
-        set_rng_state(ckpt["rng"], device)
-        seconds = float(ckpt["progress"]["stream_seconds"])
-        if run.steps > s["steps"]:
-            raise OsttpError(f"stream.steps = {s['steps']} is less than the {run.steps} steps already done in "
-                             f"{str(out)!r}")
-    else:
+    if not resume:
         check_new_dir(out)
-    created = not out.exists()
+    with locked_dir(out) as created:
+        seconds = _resume(run, out, device, cfg["stream"]["steps"]) if resume else 0.0
+        if not resume:
+            check_new_dir(out)  # again, under the lock: no other writer started meanwhile
+        _open_dir(cfg, run, out, header, created)
+        set_threads(cfg)
+        name = f"{cfg['train']['rule']} s{cfg['train']['seed']}"
+        seconds, state_bytes = _play(cfg, run, out, device, seconds, quiet, name, log)
+        return _finish(cfg, run, out, device, seconds, state_bytes, name, log)
+
+
+def _resume(run: Prequential, out: Path, device: torch.device, steps: int) -> float:
+    """Load the stream's last checkpoint into `run`; returns the stream seconds already spent."""
+    last = out / "checkpoints" / "last.pt"
+    if not last.is_file():
+        raise OsttpError(f"cannot resume: no checkpoint {str(last)!r}; start a new run without --resume")
+    ckpt = load_checkpoint(last)
+    if ckpt.get("kind") != "stream":
+        raise OsttpError(f"{str(last)!r} is not the checkpoint of an osttp stream run")
     try:
-        last.parent.mkdir(parents=True, exist_ok=True)
+        run.load_state_dict(ckpt["prequential"])
+    except (RuntimeError, ValueError, KeyError) as e:
+        raise OsttpError(f"checkpoint {str(last)!r} does not match the configuration: "
+                         f"{str(e).splitlines()[0]}") from None
+    set_rng_state(ckpt["rng"], device)
+    if run.steps > steps:
+        raise OsttpError(f"stream.steps = {steps} is less than the {run.steps} steps already done in {str(out)!r}")
+    return float(ckpt["progress"]["stream_seconds"])
+
+
+def _open_dir(cfg: Mapping[str, Any], run: Prequential, out: Path, header: str, created: bool) -> None:
+    """stream.toml and the records so far (after a resume: exactly the checkpointed ones)."""
+    try:
+        (out / "checkpoints").mkdir(parents=True, exist_ok=True)
         write_text_atomic(out / CONFIG_NAME, dumps_toml(stream_keys(cfg), header))
-        _write_records(out, run.meter.records)  # after a resume: exactly the checkpointed records
+        _write_records(out, run.meter.records)
     except OSError as e:
         if created:
             shutil.rmtree(out, ignore_errors=True)
         raise OsttpError(f"cannot write stream directory {str(out)!r}: {e.strerror or e}") from None
-    set_threads(cfg)
-    name = f"{cfg['train']['rule']} s{cfg['train']['seed']}"
+
+
+def _play(cfg: Mapping[str, Any], run: Prequential, out: Path, device: torch.device, seconds: float, quiet: bool,
+          name: str, log: Log) -> tuple[float, int]:
+    """Learn until stream.steps, checkpointing on the way; returns (stream seconds, peak state bytes)."""
+    s = cfg["stream"]
+    last = out / "checkpoints" / "last.pt"
     mname = run.meter.metric_name
     every_ckpt = s["checkpoint_every"] or s["steps"]
     bar = make_progress(quiet, math.ceil(s["steps"] / s["log_every"]), run.steps // s["log_every"], name, log)
@@ -200,7 +220,14 @@ def stream_run(cfg: dict[str, Any], out: Path, *, resume: bool = False, quiet: b
                        f"{last}") from None
     finally:
         bar.close()
+    return seconds, state_bytes
+
+
+def _finish(cfg: Mapping[str, Any], run: Prequential, out: Path, device: torch.device, seconds: float,
+            state_bytes: int, name: str, log: Log) -> dict[str, Any]:
+    """results.json, the records, model.pt and stream.png of a completed stream."""
     results = _results(cfg, run, device, "completed", seconds, state_bytes)
+    mname = run.meter.metric_name
     _write_records(out, run.meter.records)
     save_atomic(with_digest({"model": run.learner.net.state_dict(), "net_config": run.learner.net.config}),
                 out / "model.pt")

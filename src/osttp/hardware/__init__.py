@@ -27,10 +27,10 @@ Public interface:
 """
 from __future__ import annotations
 
-from osttp.hardware.arrays import (IdealArray, QuantizedArray, SynapseArray, global_drift_compensation_factor,
-                                   make_array)
+from osttp.hardware.arrays import IdealArray, QuantizedArray, SynapseArray, global_drift_compensation_factor
 from osttp.hardware.pcm_array import PCMArray
-from osttp.hardware.devices import DEVICES, DeviceConfig, IdealDevice, PCMDevice, QuantizedDevice, get_device
+from osttp.hardware.devices import DeviceConfig, IdealDevice, PCMDevice, QuantizedDevice
+from osttp.hardware.catalog import DEVICES, device_options, get_device, make_array
 from osttp.hardware.schemes import (SCHEMES, MixedPrecisionScheme, SignScheme, StochasticScheme, UpdateScheme,
                                     get_scheme)
 from osttp.hardware.synapses import HardwareSynapses
@@ -41,7 +41,7 @@ from osttp.hardware.evaluation import (DEFAULT_DRIFT_TIMES, HardwareForward, eva
 from osttp.plots import plot_drift  # the library's one drift figure, offered here beside evaluate_drift
 
 __all__ = [
-    "DEVICES", "DeviceConfig", "IdealDevice", "QuantizedDevice", "PCMDevice", "get_device",
+    "DEVICES", "DeviceConfig", "IdealDevice", "QuantizedDevice", "PCMDevice", "device_options", "get_device",
     "SynapseArray", "IdealArray", "QuantizedArray", "PCMArray", "make_array",
     "global_drift_compensation_factor",
     "SCHEMES", "UpdateScheme", "StochasticScheme", "SignScheme", "MixedPrecisionScheme", "get_scheme",

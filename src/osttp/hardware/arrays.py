@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 
 from osttp.errors import OsttpError
-from osttp.hardware.devices import DeviceConfig, IdealDevice, QuantizedDevice, device_entry
+from osttp.hardware.devices import IdealDevice, QuantizedDevice
 
 
 def global_drift_compensation_factor(read_weight: Tensor, programmed_weight: Tensor) -> Tensor:
@@ -216,23 +216,3 @@ class QuantizedArray(SynapseArray):
         top = self.config.max_level
         self.levels = torch.clamp(self.levels + n_pos - n_neg, -top, top)
         self.pulse_count += n_pos + n_neg
-
-
-def _pcm_array_class() -> type[SynapseArray]:
-    from osttp.hardware.pcm_array import PCMArray  # its own module; it builds on SynapseArray
-
-    return PCMArray
-
-
-ARRAYS: dict[str, type[SynapseArray]] = {"ideal": IdealArray, "quantized": QuantizedArray,
-                                         "pcm": _pcm_array_class()}
-"""Device name (osttp.hardware.DEVICES) -> the array class that stores weights in such devices."""
-
-
-def make_array(config: DeviceConfig, initial_weight: Tensor, generator: torch.Generator,
-               time: float = 0.0) -> SynapseArray:
-    """The array class that holds `initial_weight` in devices of type `config`."""
-    entry = device_entry(config)
-    if entry.name not in ARRAYS:
-        raise OsttpError(f"device {entry.name!r} has no array class; register one in osttp.hardware.arrays.ARRAYS")
-    return ARRAYS[entry.name](config, initial_weight, generator, time)

@@ -1,6 +1,6 @@
 """Device models (docs/math.md Â§6): frozen, validated configuration dataclasses, and the device equations.
 
-Three models, by name (see `get_device`):
+Three models, registered by name in osttp.hardware.catalog.DEVICES (see `get_device`):
 
 - ``"ideal"``: `IdealDevice`, infinite precision, no noise, no drift. Updates are applied exactly, so
   training with it is plain SGD.
@@ -17,7 +17,6 @@ The PCM equations live in exactly one method each: `PCMDevice.mean_increment` (Î
 """
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass
 from typing import ClassVar, Union
@@ -25,9 +24,7 @@ from typing import ClassVar, Union
 import torch
 from torch import Tensor
 
-from osttp.errors import OsttpError
 from osttp.hardware import _checks
-from osttp.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -246,31 +243,3 @@ class PCMDevice:
 
 
 DeviceConfig = Union[IdealDevice, QuantizedDevice, PCMDevice]
-# meta: scalable -- the range w_max can be set per layer (auto_w_max / --w-range); ideal has no range.
-DEVICES: Registry[DeviceConfig] = Registry("device")
-DEVICES.register("ideal", IdealDevice, help="exact weights, no pulses (a control)", scalable=False)
-DEVICES.register("quantized", QuantizedDevice, help="n-bit multi-level cell, no noise, no drift", scalable=True)
-DEVICES.register("pcm", PCMDevice, help="phase-change memory: noisy pulses, read noise, drift", scalable=True)
-
-
-def device_entry(config: object):  # -> Entry[DeviceConfig]
-    """The registry entry of a device config object; OsttpError for anything else."""
-    name = getattr(type(config), "name", None)
-    if not isinstance(name, str) or name not in DEVICES or not isinstance(config, DEVICES.get(name).factory):
-        raise OsttpError(f"device: expected a device name ({', '.join(DEVICES)}) or one of their configs, "
-                         f"got {config!r}")
-    return DEVICES.get(name)
-
-
-def get_device(name: str, **overrides: object) -> DeviceConfig:
-    """The device model called `name` ("ideal", "quantized", "pcm") with fields replaced by `overrides`.
-
-    An unknown name or field raises OsttpError listing the valid ones; bad values raise OsttpError from
-    the dataclass's validation."""
-    cls = DEVICES.get(name).factory
-    valid = [f.name for f in dataclasses.fields(cls)]
-    for key in overrides:
-        if key not in valid:
-            raise OsttpError(f"unknown parameter {key!r} for device {name!r}: expected one of "
-                             f"{', '.join(valid) if valid else '(none)'}")
-    return cls(**overrides)

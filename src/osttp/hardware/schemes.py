@@ -21,6 +21,7 @@ from torch import Tensor
 
 from osttp.errors import OsttpError
 from osttp.hardware import _checks
+from osttp.registry import Registry
 
 
 def _split_by_sign(delta_w: Tensor, n: Tensor) -> tuple[Tensor, Tensor]:
@@ -131,17 +132,18 @@ class MixedPrecisionScheme(UpdateScheme):
         self.accumulator = None if acc is None else acc.clone()
 
 
-SCHEMES: dict[str, type[UpdateScheme]] = {
-    "stochastic": StochasticScheme, "sign": SignScheme, "mixed-precision": MixedPrecisionScheme}
+SCHEMES: Registry[UpdateScheme] = Registry("update scheme")
+SCHEMES.register("stochastic", StochasticScheme, help="floor(|dW|/p) pulses plus one with the remainder's probability")
+SCHEMES.register("sign", SignScheme, help="one pulse towards sign(dW) when |dW| > threshold")
+SCHEMES.register("mixed-precision", MixedPrecisionScheme,
+                 help="a digital accumulator fires floor(|chi|/p) pulses and keeps the rest")
 
 
 def get_scheme(name: str, **options: object) -> UpdateScheme:
-    """A fresh scheme called `name` ("stochastic", "sign", "mixed-precision"); options go to its
-    constructor (only "sign" takes one: threshold). Unknown names/options raise OsttpError."""
-    if name not in SCHEMES:
-        raise OsttpError(f"unknown update scheme {name!r}: expected one of "
-                         f"{', '.join(repr(n) for n in SCHEMES)}")
+    """A fresh scheme called `name` (SCHEMES); options go to its constructor (only "sign" takes one:
+    threshold). Unknown names/options raise OsttpError."""
+    entry = SCHEMES.get(name)
     try:
-        return SCHEMES[name](**options)
+        return entry.build(**options)
     except TypeError as exc:
         raise OsttpError(f"update scheme {name!r}: bad options {sorted(options)}: {exc}") from None

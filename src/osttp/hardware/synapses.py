@@ -24,8 +24,9 @@ import torch
 from torch import Tensor
 
 from osttp.hardware import _checks
-from osttp.hardware.arrays import SynapseArray, make_array
-from osttp.hardware.devices import DeviceConfig, device_entry, get_device
+from osttp.hardware.arrays import SynapseArray
+from osttp.hardware.catalog import device_entry, get_device, make_array
+from osttp.hardware.devices import DeviceConfig
 from osttp.hardware.schemes import UpdateScheme, get_scheme
 
 

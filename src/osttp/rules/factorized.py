@@ -19,6 +19,8 @@ the cell's leak (SNU d, LIF/ALIF alpha, leaky RNN lambda), unless given.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import Tensor
 
@@ -36,6 +38,15 @@ def resting_decay(cell: Cell) -> float:
     s_prev, b = torch.zeros(1, 1, k, **kw), torch.full((1,), float(cell.bias_init), **kw)
     s = cell.dynamics(I, s_prev, y_prev, b)
     return float(cell.local(I, s_prev, y_prev, s, b).Fs[0, 0, 0, 0])
+
+
+@dataclass
+class FactorizedState(TraceState):
+    """x-bar (B, n_in), y-bar (B, n; None without recurrence) and the bias eligibility (B, n, k)."""
+
+    x_bar: Tensor
+    y_bar: Tensor | None
+    b: Tensor
 
 
 def filter_presynaptic(bar: Tensor, pre: Tensor, decay: float) -> None:
@@ -63,31 +74,32 @@ class FactorizedTrace:
             self._cell_decay[cell] = resting_decay(cell)
         return self._cell_decay[cell]
 
-    def init(self, layer: RecurrentLayer, batch: int) -> TraceState:
-        kw = {"dtype": layer.W.dtype, "device": layer.W.device}
-        tr = {"W": torch.zeros(batch, layer.n_in, **kw)}
-        if layer.H is not None:
-            tr["H"] = torch.zeros(batch, layer.n, **kw)
-        tr["b"] = torch.zeros(batch, layer.n, layer.cell.n_states, **kw)
-        return tr
+    def nbytes(self, batch: int, n_in: int, n: int, k: int, recurrent: bool, element_size: int) -> int:
+        return batch * (n_in + (n if recurrent else 0) + n * k) * element_size
 
-    def update(self, tr: TraceState, layer: RecurrentLayer, loc: Local, os_prev: Tensor, ob_prev: Tensor,
+    def init(self, layer: RecurrentLayer, batch: int) -> FactorizedState:
+        kw = {"dtype": layer.W.dtype, "device": layer.W.device}
+        return FactorizedState(x_bar=torch.zeros(batch, layer.n_in, **kw),
+                               y_bar=None if layer.H is None else torch.zeros(batch, layer.n, **kw),
+                               b=torch.zeros(batch, layer.n, layer.cell.n_states, **kw))
+
+    def update(self, tr: FactorizedState, layer: RecurrentLayer, loc: Local, os_prev: Tensor, ob_prev: Tensor,
                x: Tensor, y_prev: Tensor) -> None:
         decay = self.layer_decay(layer)
-        filter_presynaptic(tr["W"], x, decay)
-        if "H" in tr:
-            filter_presynaptic(tr["H"], y_prev, decay)
+        filter_presynaptic(tr.x_bar, x, decay)
+        if tr.y_bar is not None:
+            filter_presynaptic(tr.y_bar, y_prev, decay)
         # The bias trace is the diagonal kind's: eps^b = D eps^b + fb + c ob_{t-1} (B, n, k).
         D = diagonal_jacobian(layer, loc, os_prev)
-        tr["b"] = times_blocks(D, tr["b"]).add_(loc.fb + self_coupling(layer, loc) * ob_prev.unsqueeze(-1))
+        tr.b = times_blocks(D, tr.b).add_(loc.fb + self_coupling(layer, loc) * ob_prev.unsqueeze(-1))
 
-    def contract(self, tr: TraceState, loc: Local, L: Tensor, acc: dict[str, Tensor]) -> None:
+    def contract(self, tr: FactorizedState, loc: Local, L: Tensor, acc: dict[str, Tensor]) -> None:
         u = L.unsqueeze(-1) * loc.os  # (B, n, k): L_i dy_i/ds_i,a
         v = (u * loc.fI).sum(-1)  # (B, n): L_i sum_a os_a fI_a, the post-synaptic factor
-        acc["W"].addmm_(v.T, tr["W"])
-        if "H" in tr:
-            acc["H"].addmm_(v.T, tr["H"])
-        acc["b"] += (u * tr["b"]).sum((0, 2)) + (L * loc.ob).sum(0)
+        acc["W"].addmm_(v.T, tr.x_bar)
+        if tr.y_bar is not None:
+            acc["H"].addmm_(v.T, tr.y_bar)
+        acc["b"] += (u * tr.b).sum((0, 2)) + (L * loc.ob).sum(0)
 
 
 TRACE_KINDS.register("factorized", FactorizedTrace, oracle="factorized",

@@ -22,6 +22,7 @@ from osttp.rules.inputs import check_inputs, check_mask, check_targets
 from osttp.rules.regularisers import RateRegulariser
 from osttp.rules.losses import Loss, make_loss
 from osttp.rules.schedules import Schedule, make_schedule
+from osttp.rules.signals import TrainingSplit
 
 
 @dataclass
@@ -100,6 +101,10 @@ class Learner:
         return self.stream.loss_sum
 
     # ----------------------------------------------------------------- public API
+    def fit(self, task: TrainingSplit) -> None:
+        """Learn what the rule needs from the training split, once, before training (its signal's
+        class prior, for the centred target projection); most rules need nothing."""
+
     def reset(self, batch_size: int) -> None:
         """Start new sequences: zero states and traces. Unapplied gradients are kept."""
         if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:

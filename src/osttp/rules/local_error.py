@@ -27,7 +27,7 @@ from torch import Tensor
 from osttp.errors import OsttpError
 from osttp.network import Network
 from osttp.rules.losses import Loss
-from osttp.rules.signals import SIGNALS, StepContext
+from osttp.rules.signals import SIGNALS, Signal, StepContext, TrainingSplit
 
 
 def low_pass(prev: Tensor | None, y: Tensor, kappa: float) -> Tensor:
@@ -53,7 +53,7 @@ def local_error(u: Tensor, target: Tensor, mask: Tensor, B: Tensor, beta: float,
     return (mask.unsqueeze(-1) * loss.output_error(z, target)) @ B
 
 
-class LocalErrorProjection:
+class LocalErrorProjection(Signal):
     """L_t^l = m_t (sigma(beta u_t B_l^T) - y*_t) B_l with u_t = kappa u_{t-1} + y_t (the module docstring).
 
     beta: the local logits' scale (> 0); kappa in [0, 1): the filter of the layer's output that the
@@ -74,6 +74,9 @@ class LocalErrorProjection:
         self.beta, self.kappa = float(beta), float(kappa)
         self.prior: Tensor | None = None
 
+    def fit(self, net: Network, task: TrainingSplit) -> None:
+        self.prior = task.target_prior().to(dtype=net.dtype, device=net.device)
+
     def init_state(self, net: Network, l: int, batch_size: int) -> Tensor | None:
         return net.feedback[l].new_zeros(batch_size, net.hidden_sizes[l])
 
@@ -85,6 +88,16 @@ class LocalErrorProjection:
         assert u is not None, "the learner advances the signal's state before asking for it"
         bias = None if self.prior is None else prior_bias(self.prior, ctx.loss)
         return local_error(u, ctx.target, ctx.mask, net.feedback[l], self.beta, ctx.loss, bias)
+
+    def local_objective(self, net: Network, l: int, y: Tensor, ctx: StepContext) -> Tensor:
+        """sum_b m_t E(beta u_t B_l^T + b_p, y*_t) / beta with u_t = kappa u_{t-1} + y (u_{t-1} constant):
+        ctx.states[l] is u_t at y's value, so u_t - y.detach() + y has u_t's value and y's gradient."""
+        u = ctx.states[l]
+        assert u is not None, "the learner advances the signal's state before asking for it"
+        z = self.beta * ((u - y.detach() + y) @ net.feedback[l].T)
+        if self.prior is not None:
+            z = z + prior_bias(self.prior, ctx.loss)
+        return (ctx.mask * ctx.loss.value(z, ctx.target)).sum() / self.beta
 
 
 SIGNALS.register(LocalErrorProjection.name, LocalErrorProjection,

@@ -19,7 +19,7 @@ from osttp.network import Network
 from osttp.rules.learner import Learner, Stream
 from osttp.rules.losses import Loss
 from osttp.rules.schedules import Schedule
-from osttp.rules.signals import LearningSignal, StepContext, make_signal
+from osttp.rules.signals import LearningSignal, StepContext, TrainingSplit, make_signal
 from osttp.rules.traces import TraceKind, TraceState, make_trace
 
 
@@ -43,7 +43,7 @@ class OnlineStream(Stream):
 
     def tensors(self) -> list[Tensor]:
         out = super().tensors() + [t for st in self.states for t in st]
-        out += [t for tr in self.traces for t in tr.values()]
+        out += [t for tr in self.traces for t in tr.tensors()]
         out += [t for t in self.signal_states if t is not None]
         if self.readout is not None:
             out += [self.readout.y]
@@ -75,6 +75,9 @@ class OnlineLearner(Learner):
         # trace kind's `contract` writes into, whatever tensors its own state holds.
         self._layer_acc = [{short: self.stream.acc[f"layers.{l}.{short}"]
                             for short, _ in layer.named_parameters()} for l, layer in enumerate(net.layers)]
+
+    def fit(self, task: TrainingSplit) -> None:
+        self.signal.fit(self.net, task)
 
     def _new_stream(self) -> OnlineStream:
         return OnlineStream(acc=self._zero_acc())
@@ -116,7 +119,7 @@ class OnlineLearner(Learner):
         # anyway (a zero mask contributes zero).
         supervised = mask.device.type != "cpu" or bool(mask.any())
         reg = self.rate_regulariser
-        learn_hidden = (supervised or reg is not None) and getattr(signal, "trains_hidden", True)
+        learn_hidden = (supervised or reg is not None) and signal.trains_hidden
         local: list[Tensor | None] = []  # per layer: the regulariser's own term of L (never sent down)
         inp = x
         for l, (layer, mv) in enumerate(zip(net.layers, self._layer_matvecs())):
@@ -126,6 +129,7 @@ class OnlineLearner(Learner):
             self.trace.update(st.traces[l], layer, loc, prev.os, prev.ob, inp, prev.y)
             st.signal_states[l] = signal.advance(st.signal_states[l], new.y)  # at every step, supervised or not
             local.append(reg.signal(new.y) if reg is not None and learn_hidden else None)
+            ctx.outputs.append(new.y)
             if learn_hidden and not signal.uses_output_error:  # no spatial locking: learn before the layers above run
                 L = signal.for_layer(net, l, ctx, None)
                 self.trace.contract(st.traces[l], loc, L if local[l] is None else L + local[l], layer_acc[l])

@@ -1,7 +1,8 @@
 """The presets (docs/math.md §4.4): name -> learner factory, in the registry PRESETS. `make_learner`.
 
 An online preset is a (trace kind, learning signal) pair, its metadata `trace` and `signal`; the rest
-of a rule is shared. BPTT and truncated BPTT are autograd learners (metadata `online=False`).
+of a rule is shared. BPTT and truncated BPTT are autograd learners (metadata `online=False`); a
+preset with `windowed=True` (tbptt) reads the `window` option.
 """
 from __future__ import annotations
 
@@ -48,7 +49,7 @@ def register_online_preset(name: str, trace: str, signal: str, help: str = "") -
 
 
 PRESETS.register("bptt", _bptt, help="backpropagation through time (autograd)", online=False)
-PRESETS.register("tbptt", _tbptt, help="truncated BPTT, window k (default 10)", online=False)
+PRESETS.register("tbptt", _tbptt, help="truncated BPTT, window k (default 10)", online=False, windowed=True)
 for _name, _trace, _signal in (("ostl", "diagonal", "backprop-in-space"),
                                ("ostl-exact", "exact", "backprop-in-space"),
                                ("osttp", "diagonal", "target-projection"),
@@ -102,8 +103,8 @@ def make_learner(name: str, net: Network, optimizer: torch.optim.Optimizer | Non
         raise OsttpError(f"unknown learner option(s) {sorted(options)}; expected optimizer, schedule, loss, k, window, "
                          "signal_options")
     entry = PRESETS.get(name)
-    if window is not None and name != "tbptt":
-        window = None  # only tbptt reads a window (documented); the others ignore it
+    if not entry.meta.get("windowed"):
+        window = None  # only windowed presets (tbptt) read a window (documented); the others ignore it
     learner = entry.factory(net, optimizer, schedule, loss, k, window, name)
     if signal_options:
         if not isinstance(learner, OnlineLearner):

@@ -14,8 +14,9 @@ The three kinds differ only in what they keep of F_t:
     none      -- nothing: no temporal credit, eps = the immediate derivative only (DRTP, DFA); it
                  keeps no per-synapse tensor, only this step's presynaptic vectors, and its
                  contraction is one matrix product per weight.
-A trace state is a dict of whatever tensors the kind needs (keyed by what they are); `contract`
-maps them to gradients itself, adding into the layer's accumulators {"W", "H", "b"}. The hot path
+A trace state is a dataclass of the kind's own (a `TraceState`: its fields are tensors, or None where
+the layer has no such part or the step has not produced it yet); `contract` maps it to gradients
+itself, adding into the layer's accumulators {"W", "H", "b"}. The hot path
 of each kind is its `update` and `contract`, so a new kind is one class plus its registration in
 TRACE_KINDS, whose `oracle` metadata names the modified autograd graph it must equal (tests/oracles.py
 knows the graphs "exact", "diagonal", "none" and "factorized"; the factorized kind, O(B (n + n_in))
@@ -23,6 +24,9 @@ state, lives in osttp.rules.factorized).
 """
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Protocol
 
 import torch
@@ -32,11 +36,57 @@ from osttp.cells import Local
 from osttp.network import RecurrentLayer
 from osttp.registry import Registry
 
-TraceState = dict[str, Tensor]
+
+@dataclass
+class TraceState:
+    """A layer's trace state; each kind subclasses it with the tensors it keeps (None: not there)."""
+
+    def tensors(self) -> list[Tensor]:
+        """Every tensor the state holds now (the learner's state size counts them)."""
+        return [v for f in dataclasses.fields(self) if isinstance(v := getattr(self, f.name), Tensor)]
+
+
+@dataclass
+class EligibilityState(TraceState):
+    """Eligibility vectors of W, H (None without recurrence) and b, each (B, n, k, ...) in the kind's layout."""
+
+    W: Tensor
+    H: Tensor | None
+    b: Tensor
+
+    def eligibilities(self) -> list[tuple[str, Tensor]]:
+        return [(name, eps) for name, eps in (("W", self.W), ("H", self.H), ("b", self.b)) if eps is not None]
+
+
+@dataclass
+class DiagonalState(EligibilityState):
+    """The diagonal kind's eligibilities, plus the step recorded by a fused `update` and not yet applied
+    to W and H: the per-unit factors D (B, n, 1, 1) and fI (B, n, 1) and the presynaptic vectors."""
+
+    D: Tensor | None = None
+    fI: Tensor | None = None
+    pre_W: Tensor | None = None
+    pre_H: Tensor | None = None
+
+
+@dataclass
+class ImmediateState(TraceState):
+    """No trace: this step's presynaptic vectors (W: the layer input, H: the last output) and the
+    immediate factors fI, fb; all None before the first step."""
+
+    pre_W: Tensor | None = None
+    pre_H: Tensor | None = None
+    fI: Tensor | None = None
+    fb: Tensor | None = None
 
 
 class TraceKind(Protocol):
     name: str
+
+    def nbytes(self, batch: int, n_in: int, n: int, k: int, recurrent: bool, element_size: int) -> int:
+        """Bytes of per-sample state `init` allocates for a layer of n units with k states each and
+        n_in inputs (the memory estimate of experiment/resources.py adds these up)."""
+        ...
 
     def init(self, layer: RecurrentLayer, batch: int) -> TraceState: ...
 
@@ -46,12 +96,15 @@ class TraceKind(Protocol):
     def contract(self, tr: TraceState, loc: Local, L: Tensor, acc: dict[str, Tensor]) -> None: ...
 
 
-def _presynaptic(layer: RecurrentLayer, x: Tensor, y_prev: Tensor) -> dict[str, Tensor]:
-    """The vector each weight matrix multiplies: W <- the layer input, H <- the last output."""
-    pre = {"W": x}
-    if layer.H is not None:
-        pre["H"] = y_prev
-    return pre
+def _zero_eligibilities(layer: RecurrentLayer, batch: int, per_unit: tuple[int, ...]) -> dict[str, Tensor | None]:
+    """Zero eligibility vectors (B, n, k, *per_unit, fan-in) of W and H, and (B, n, k, *per_unit) of b."""
+    k = layer.cell.n_states
+    kw = {"dtype": layer.W.dtype, "device": layer.W.device}
+    out: dict[str, Tensor | None] = {
+        name: None if p is None else torch.zeros(batch, layer.n, k, *per_unit, p.shape[1], **kw)
+        for name, p in (("W", layer.W), ("H", layer.H))}
+    out["b"] = torch.zeros(batch, layer.n, k, *per_unit, **kw)
+    return out
 
 
 def self_coupling(layer: RecurrentLayer, loc: Local) -> Tensor:
@@ -73,13 +126,14 @@ def times_blocks(D: Tensor, eps: Tensor) -> Tensor:
     return torch.matmul(D, eps.reshape(eps.shape[:3] + (-1,))).reshape(eps.shape)
 
 
-def contract_traces(tr: TraceState, loc: Local, L: Tensor, acc: dict[str, Tensor], equation: str) -> None:
+def contract_traces(eligibilities: Iterable[tuple[str, Tensor]], loc: Local, L: Tensor, acc: dict[str, Tensor],
+                    equation: str) -> None:
     """grad += sum_b sum_k L_k e_k with e = dy/ds eps + dy/dtheta|direct (docs/math.md §4.3).
 
     u_m,a = L_m dy_m/ds_m,a weighs each state component's eligibility; `equation` sums u against
     the kind's eps layout (diagonal: unit m = i only; exact: over every unit m)."""
     u = L.unsqueeze(-1) * loc.os
-    for name, eps in tr.items():
+    for name, eps in eligibilities:
         acc[name] += torch.einsum(equation, u, eps)
     acc["b"] += (L * loc.ob).sum(0)  # b also acts on y_t directly
 
@@ -134,53 +188,53 @@ class DiagonalTrace:
     def __init__(self, fused: bool = True) -> None:
         self.fused = fused
 
-    def init(self, layer: RecurrentLayer, batch: int) -> TraceState:
-        k = layer.cell.n_states
-        kw = {"dtype": layer.W.dtype, "device": layer.W.device}
-        tr = {name: torch.zeros(batch, layer.n, k, p.shape[1], **kw)
-              for name, p in (("W", layer.W), ("H", layer.H)) if p is not None}
-        tr["b"] = torch.zeros(batch, layer.n, k, **kw)
-        return tr
+    def nbytes(self, batch: int, n_in: int, n: int, k: int, recurrent: bool, element_size: int) -> int:
+        return batch * n * k * (n_in + (n if recurrent else 0) + 1) * element_size
 
-    def update(self, tr: TraceState, layer: RecurrentLayer, loc: Local, os_prev: Tensor, ob_prev: Tensor,
+    def init(self, layer: RecurrentLayer, batch: int) -> DiagonalState:
+        return DiagonalState(**_zero_eligibilities(layer, batch, ()))  # type: ignore[arg-type]
+
+    def update(self, tr: DiagonalState, layer: RecurrentLayer, loc: Local, os_prev: Tensor, ob_prev: Tensor,
                x: Tensor, y_prev: Tensor) -> None:
         D = diagonal_jacobian(layer, loc, os_prev)
         fused = self.fused and D.shape[-1] == 1
         if fused:
             self._apply_pending(tr, None, None)
         else:
-            for name in ("W", "H"):
-                if name in tr:
-                    tr[name] = times_blocks(D, tr[name])
+            tr.W = times_blocks(D, tr.W)
+            if tr.H is not None:
+                tr.H = times_blocks(D, tr.H)
         # b also acts through y_{t-1} = out(s_{t-1}; b) on the unit's own state.
-        tr["b"] = times_blocks(D, tr["b"])
-        tr["b"].add_(loc.fb + self_coupling(layer, loc) * ob_prev.unsqueeze(-1))
-        for name, pre in _presynaptic(layer, x, y_prev).items():
-            if fused:
-                tr["pending.pre." + name] = pre
-            else:
-                tr[name].addcmul_(loc.fI.unsqueeze(-1), pre[:, None, None, :])
+        tr.b = times_blocks(D, tr.b)
+        tr.b.add_(loc.fb + self_coupling(layer, loc) * ob_prev.unsqueeze(-1))
+        has_H = layer.H is not None
         if fused:
-            tr["pending.D"], tr["pending.fI"] = D, loc.fI
+            tr.D, tr.fI, tr.pre_W, tr.pre_H = D, loc.fI, x, (y_prev if has_H else None)
+        else:
+            tr.W.addcmul_(loc.fI.unsqueeze(-1), x[:, None, None, :])
+            if tr.H is not None:
+                tr.H.addcmul_(loc.fI.unsqueeze(-1), y_prev[:, None, None, :])
 
     @staticmethod
-    def _apply_pending(tr: TraceState, u: Tensor | None, acc: dict[str, Tensor] | None) -> None:
+    def _apply_pending(tr: DiagonalState, u: Tensor | None, acc: dict[str, Tensor] | None) -> None:
         """Run the recorded update of W and H (with the contraction when u is given) and forget it."""
-        if "pending.D" not in tr:
+        if tr.D is None:
             return
-        D, fI = tr.pop("pending.D"), tr.pop("pending.fI")
-        for name in ("W", "H"):
-            if name in tr:
-                fused_diagonal_pass(tr[name], D, fI, tr.pop("pending.pre." + name), u,
-                                    None if acc is None else acc[name])
+        D, fI = tr.D, tr.fI
+        assert fI is not None and tr.pre_W is not None
+        fused_diagonal_pass(tr.W, D, fI, tr.pre_W, u, None if acc is None else acc["W"])
+        if tr.H is not None:
+            assert tr.pre_H is not None
+            fused_diagonal_pass(tr.H, D, fI, tr.pre_H, u, None if acc is None else acc["H"])
+        tr.D = tr.fI = tr.pre_W = tr.pre_H = None
 
-    def contract(self, tr: TraceState, loc: Local, L: Tensor, acc: dict[str, Tensor]) -> None:
-        if "pending.D" not in tr:
-            contract_traces(tr, loc, L, acc, "bia,bia...->i...")
+    def contract(self, tr: DiagonalState, loc: Local, L: Tensor, acc: dict[str, Tensor]) -> None:
+        if tr.D is None:
+            contract_traces(tr.eligibilities(), loc, L, acc, "bia,bia...->i...")
             return
         u = L.unsqueeze(-1) * loc.os
         self._apply_pending(tr, u, acc)
-        acc["b"] += (u * tr["b"]).sum((0, 2)) + (L * loc.ob).sum(0)
+        acc["b"] += (u * tr.b).sum((0, 2)) + (L * loc.ob).sum(0)
 
 
 class NoTrace:
@@ -191,21 +245,25 @@ class NoTrace:
 
     name = "none"
 
-    def init(self, layer: RecurrentLayer, batch: int) -> TraceState:
-        return {}
+    def nbytes(self, batch: int, n_in: int, n: int, k: int, recurrent: bool, element_size: int) -> int:
+        return 0  # references to this step's tensors only
 
-    def update(self, tr: TraceState, layer: RecurrentLayer, loc: Local, os_prev: Tensor, ob_prev: Tensor,
+    def init(self, layer: RecurrentLayer, batch: int) -> ImmediateState:
+        return ImmediateState()
+
+    def update(self, tr: ImmediateState, layer: RecurrentLayer, loc: Local, os_prev: Tensor, ob_prev: Tensor,
                x: Tensor, y_prev: Tensor) -> None:
-        tr.update(_presynaptic(layer, x, y_prev))
-        tr["fI"], tr["fb"] = loc.fI, loc.fb
+        tr.pre_W, tr.pre_H = x, (y_prev if layer.H is not None else None)
+        tr.fI, tr.fb = loc.fI, loc.fb
 
-    def contract(self, tr: TraceState, loc: Local, L: Tensor, acc: dict[str, Tensor]) -> None:
+    def contract(self, tr: ImmediateState, loc: Local, L: Tensor, acc: dict[str, Tensor]) -> None:
+        assert tr.pre_W is not None and tr.fI is not None and tr.fb is not None
         u = L.unsqueeze(-1) * loc.os  # (B, n, k): L_i dy_i/ds_i,a
-        v = (u * tr["fI"]).sum(-1)  # (B, n): L_i dy_i/dI_i
-        for name in ("W", "H"):
-            if name in tr:
-                acc[name] += v.T @ tr[name]
-        acc["b"] += (u * tr["fb"]).sum((0, 2)) + (L * loc.ob).sum(0)
+        v = (u * tr.fI).sum(-1)  # (B, n): L_i dy_i/dI_i
+        acc["W"] += v.T @ tr.pre_W
+        if tr.pre_H is not None:
+            acc["H"] += v.T @ tr.pre_H
+        acc["b"] += (u * tr.fb).sum((0, 2)) + (L * loc.ob).sum(0)
 
 
 class ExactTrace:
@@ -213,13 +271,11 @@ class ExactTrace:
 
     name = "exact"
 
-    def init(self, layer: RecurrentLayer, batch: int) -> TraceState:
-        k, n = layer.cell.n_states, layer.n
-        kw = {"dtype": layer.W.dtype, "device": layer.W.device}
-        tr = {name: torch.zeros(batch, n, k, n, p.shape[1], **kw)
-              for name, p in (("W", layer.W), ("H", layer.H)) if p is not None}
-        tr["b"] = torch.zeros(batch, n, k, n, **kw)
-        return tr
+    def nbytes(self, batch: int, n_in: int, n: int, k: int, recurrent: bool, element_size: int) -> int:
+        return n * batch * n * k * (n_in + (n if recurrent else 0) + 1) * element_size
+
+    def init(self, layer: RecurrentLayer, batch: int) -> EligibilityState:
+        return EligibilityState(**_zero_eligibilities(layer, batch, (layer.n,)))  # type: ignore[arg-type]
 
     @staticmethod
     def _full_jacobian_times(layer: RecurrentLayer, loc: Local, os_prev: Tensor, eps: Tensor) -> Tensor:
@@ -232,21 +288,25 @@ class ExactTrace:
             out = out + loc.fI.unsqueeze(-1) * torch.einsum("mn,bnp->bmp", layer.H, through_output).unsqueeze(2)
         return out.reshape(eps.shape)
 
-    def update(self, tr: TraceState, layer: RecurrentLayer, loc: Local, os_prev: Tensor, ob_prev: Tensor,
+    def update(self, tr: EligibilityState, layer: RecurrentLayer, loc: Local, os_prev: Tensor, ob_prev: Tensor,
                x: Tensor, y_prev: Tensor) -> None:
-        for name in tr:
-            tr[name] = self._full_jacobian_times(layer, loc, os_prev, tr[name])
-        for name, pre in _presynaptic(layer, x, y_prev).items():
+        tr.W = self._full_jacobian_times(layer, loc, os_prev, tr.W)
+        if tr.H is not None:
+            tr.H = self._full_jacobian_times(layer, loc, os_prev, tr.H)
+        tr.b = self._full_jacobian_times(layer, loc, os_prev, tr.b)
+        for eps, pre in ((tr.W, x), (tr.H, y_prev)):
+            if eps is None:
+                continue
             # ds_i/dtheta_ij|immediate = fI_i pre_j lands on unit m = i only.
-            diag = tr[name].diagonal(dim1=1, dim2=3)  # (B, k, n_pre, n): [b, a, j, i]
+            diag = eps.diagonal(dim1=1, dim2=3)  # (B, k, n_pre, n): [b, a, j, i]
             diag.add_(loc.fI.permute(0, 2, 1).unsqueeze(2) * pre[:, None, :, None])
         own = loc.fb + loc.Fy * ob_prev.unsqueeze(-1)  # via the unit's own reset path
-        tr["b"].diagonal(dim1=1, dim2=3).add_(own.permute(0, 2, 1))
+        tr.b.diagonal(dim1=1, dim2=3).add_(own.permute(0, 2, 1))
         if layer.H is not None:  # via y_{t-1,i} into every unit m through H_mi
-            tr["b"].add_(loc.fI.unsqueeze(-1) * (layer.H.unsqueeze(0) * ob_prev.unsqueeze(1)).unsqueeze(2))
+            tr.b.add_(loc.fI.unsqueeze(-1) * (layer.H.unsqueeze(0) * ob_prev.unsqueeze(1)).unsqueeze(2))
 
-    def contract(self, tr: TraceState, loc: Local, L: Tensor, acc: dict[str, Tensor]) -> None:
-        contract_traces(tr, loc, L, acc, "bma,bma...->...")
+    def contract(self, tr: EligibilityState, loc: Local, L: Tensor, acc: dict[str, Tensor]) -> None:
+        contract_traces(tr.eligibilities(), loc, L, acc, "bma,bma...->...")
 
 
 # meta: oracle -- the modified autograd graph (tests/oracles.py) the kind's gradients must equal.

@@ -16,10 +16,10 @@ import torch
 
 from osttp import checks
 from osttp.errors import OsttpError
+from osttp.registry import Registry
 from osttp.streams.sources import Sequence, Source
 from osttp.tasks.base import derive_seed, torch_generator
 
-SCENARIOS = ("none", "permute", "remap", "switch")
 PERMUTE_AXES = ("auto", "inputs", "steps")
 
 
@@ -30,7 +30,7 @@ class DriftSource(Source):
 
     def __init__(self, base: Source, every: int, seed: int) -> None:
         self.base = base
-        self.every = checks.integer("stream.drift_every", every, ge=1)
+        self.every = checks.integer("drift every", every, ge=1)
         self.seed = checks.integer("stream seed", seed, ge=0)
         for attr in ("name", "n_in", "n_out", "target_kind", "loss", "metric_name", "higher_is_better",
                      "fixed_length"):
@@ -63,14 +63,14 @@ class PermutedInputs(DriftSource):
 
     def __init__(self, base: Source, every: int, seed: int, axis: str = "auto") -> None:
         super().__init__(base, every, seed)
-        axis = checks.string("stream.permute_axis", axis, PERMUTE_AXES)
+        axis = checks.string("PermutedInputs axis", axis, PERMUTE_AXES)
         if axis == "auto":
             axis = "inputs" if base.n_in > 1 else "steps"
         if axis == "inputs" and base.n_in < 2:
-            raise OsttpError(f"stream.permute_axis = \"inputs\": task {base.name!r} has {base.n_in} input channel; "
+            raise OsttpError(f"PermutedInputs axis = \"inputs\": task {base.name!r} has {base.n_in} input channel; "
                              "expected at least 2 (use steps)")
         if axis == "steps" and base.fixed_length is None:
-            raise OsttpError(f"stream.permute_axis = \"steps\": task {base.name!r} has sequences of different "
+            raise OsttpError(f"PermutedInputs axis = \"steps\": task {base.name!r} has sequences of different "
                              "lengths; expected a task with fixed-length sequences (or use inputs)")
         self.axis = axis
         self._cache: dict[int, torch.Tensor] = {}
@@ -97,7 +97,7 @@ class RemappedLabels(DriftSource):
     def __init__(self, base: Source, every: int, seed: int) -> None:
         super().__init__(base, every, seed)
         if base.target_kind != "class":
-            raise OsttpError(f"stream.drift = \"remap\": task {base.name!r} has {base.target_kind} targets; "
+            raise OsttpError(f"drift scenario \"remap\": task {base.name!r} has {base.target_kind} targets; "
                              "expected a classification task")
         self._cache: dict[int, torch.Tensor] = {}
 
@@ -117,7 +117,7 @@ class SwitchedTasks(DriftSource):
         for what in ("n_in", "n_out", "target_kind"):
             a, b = getattr(base, what), getattr(other, what)
             if a != b:
-                raise OsttpError(f"stream.switch_task = {checks.show(other.name)}: its {what} is {b}, that of "
+                raise OsttpError(f"SwitchedTasks other = {checks.show(other.name)}: its {what} is {b}, that of "
                                  f"{base.name!r} is {a}; expected tasks with the same {what}")
         self.other = other
         if base.fixed_length != other.fixed_length:
@@ -131,20 +131,46 @@ class SwitchedTasks(DriftSource):
         return {**super().describe(), "switch_to": self.other.describe()}
 
 
+def _no_drift(base: Source, every: int | None, seed: int, other: Source | None, permute_axis: str) -> Source:
+    return base
+
+
+def _permute(base: Source, every: int, seed: int, other: Source | None, permute_axis: str) -> Source:
+    return PermutedInputs(base, every, seed, permute_axis)
+
+
+def _remap(base: Source, every: int, seed: int, other: Source | None, permute_axis: str) -> Source:
+    return RemappedLabels(base, every, seed)
+
+
+def _switch(base: Source, every: int, seed: int, other: Source | None, permute_axis: str) -> Source:
+    assert other is not None  # with_drift checks `needs_other`
+    return SwitchedTasks(base, other, every, seed)
+
+
+# A factory takes (base, every, seed, other, permute_axis). meta: drifts -- the scenario changes the
+# source (and needs `every`); needs_other -- it plays a second source.
+SCENARIOS: Registry[Source] = Registry("drift scenario")
+SCENARIOS.register("none", _no_drift, help="no drift: the source as it is", drifts=False, needs_other=False)
+SCENARIOS.register("permute", _permute, help="a new order of the input channels (or time steps) every phase",
+                   drifts=True, needs_other=False)
+SCENARIOS.register("remap", _remap, help="a new permutation of the class labels every phase", drifts=True,
+                   needs_other=False)
+SCENARIOS.register("switch", _switch, help="the base task in even phases, a second task in odd ones",
+                   drifts=True, needs_other=True)
+
+
 def with_drift(base: Source, scenario: str, every: int | None, seed: int, *, other: Source | None = None,
                permute_axis: str = "auto") -> Source:
     """`base` under a drift scenario (SCENARIOS); every: sequences per phase (per lane)."""
-    scenario = checks.string("stream.drift", scenario, SCENARIOS)
-    if scenario == "none":
-        if other is not None:
-            raise OsttpError("stream.switch_task is set but stream.drift is \"none\"; expected drift = \"switch\"")
-        return base
-    if every is None:
-        raise OsttpError(f"stream.drift = {checks.show(scenario)} needs stream.drift_every (sequences per phase)")
-    if scenario == "permute":
-        return PermutedInputs(base, every, seed, permute_axis)
-    if scenario == "remap":
-        return RemappedLabels(base, every, seed)
-    if other is None:
-        raise OsttpError("stream.drift = \"switch\" needs stream.switch_task, the task to switch to")
-    return SwitchedTasks(base, other, every, seed)
+    scenario = checks.string("drift scenario", scenario, SCENARIOS.names())
+    entry = SCENARIOS.get(scenario)
+    if other is not None and not entry.meta["needs_other"]:
+        takes = ", ".join(f'"{e.name}"' for e in SCENARIOS.entries() if e.meta["needs_other"])
+        raise OsttpError(f"with_drift: `other` is given but scenario {checks.show(scenario)} plays no second "
+                         f"source; expected scenario {takes}")
+    if entry.meta["drifts"] and every is None:
+        raise OsttpError(f"drift scenario {checks.show(scenario)} needs `every` (sequences per phase)")
+    if entry.meta["needs_other"] and other is None:
+        raise OsttpError(f"drift scenario {checks.show(scenario)} needs `other`, the source to switch to")
+    return entry.build(base=base, every=every, seed=seed, other=other, permute_axis=permute_axis)

@@ -26,9 +26,9 @@ class PrequentialMeter:
                  record_every: int = 1000) -> None:
         self.metric_name = checks.string("metric", metric_name)
         self.higher_is_better = bool(higher_is_better)
-        self.window = checks.integer("stream.window", window, ge=1)
-        self.tolerance = checks.number("stream.tolerance", tolerance, ge=0.0)
-        self.record_every = checks.integer("stream.log_every", record_every, ge=1)
+        self.window = checks.integer("PrequentialMeter window", window, ge=1)
+        self.tolerance = checks.number("PrequentialMeter tolerance", tolerance, ge=0.0)
+        self.record_every = checks.integer("PrequentialMeter record_every", record_every, ge=1)
         self.events = 0
         self.total = 0.0  # sum of every event's value
         self.loss_total = 0.0  # sum of every event's loss

@@ -69,8 +69,8 @@ class Prequential:
         if (src.n_in, src.n_out) != (net.n_in, net.n_out):
             raise OsttpError(f"the stream has {src.n_in} inputs and {src.n_out} outputs; the network "
                              f"{net.n_in} and {net.n_out}")
-        self.score = checks.string("stream.score", score, SCORES)
-        self.reset_at_boundary = checks.boolean("stream.reset", reset_at_boundary)
+        self.score = checks.string("Prequential score", score, SCORES)
+        self.reset_at_boundary = checks.boolean("Prequential reset_at_boundary", reset_at_boundary)
         self.sequence_end = learner.schedule.every is None
         if stream.batch > 1 and src.fixed_length is None and (self.reset_at_boundary or self.sequence_end):
             what = "a state reset at sequence ends" if self.reset_at_boundary else "the sequence-end schedule"

@@ -14,6 +14,7 @@ from typing import Any, Callable
 
 from osttp.registry import Registry
 from osttp.tasks.base import SPLITS, Batch, Task, check_split
+from osttp.tasks.synthetic import SYNTHETIC, load_synthetic
 from osttp.tasks.metrics import ClassificationMetric, Metric, MultilabelMetric, multilabel_nll, multilabel_sums
 
 
@@ -40,8 +41,6 @@ def _shd(split: str, root: str | os.PathLike[str] | None, params: dict[str, Any]
 
 def _synthetic(name: str) -> Callable[..., Task]:
     def build(split: str, root: str | os.PathLike[str] | None, params: dict[str, Any]) -> Task:
-        from osttp.tasks.synthetic import load_synthetic
-
         return load_synthetic(name, split, params)
     return build
 
@@ -59,8 +58,8 @@ TASKS.register("jsb", _jsb, files=True,
                help="JSB Chorales next-step prediction: 88 keys in and out, nll per step (JSB file)")
 TASKS.register("shd", _shd, files=True,
                help="Spiking Heidelberg Digits: 700 channels binned to T=100 steps, 20 classes, accuracy (SHD files)")
-for _name in ("delayed-xor", "store-recall", "cue-accumulation"):
-    TASKS.register(_name, _synthetic(_name), files=False, help="")
+for _entry in SYNTHETIC.entries():
+    TASKS.register(_entry.name, _synthetic(_entry.name), files=False, help="")  # the CLI describes them from a split
 
 __all__ = [
     "Batch",

@@ -6,28 +6,20 @@ multi-hot targets, mask (T, B) float with 1 where a step is supervised.
 from __future__ import annotations
 
 import zlib
-from typing import TYPE_CHECKING, Any, Iterator, Mapping, NamedTuple
+from typing import Any, Iterator, Mapping
 
 import numpy as np
 import torch
 
 from osttp import checks
 from osttp.errors import OsttpError
+from osttp.tasks.batch import Batch
+from osttp.tasks.metrics import ClassificationMetric, Metric, MultilabelMetric
 
-if TYPE_CHECKING:
-    from osttp.tasks.metrics import Metric
 
 SPLITS: tuple[str, ...] = ("train", "valid", "test")
 # Fixed small integers so that derived seeds never depend on dict order or hashing salts.
 SPLIT_CODE: dict[str, int] = {"train": 0, "valid": 1, "test": 2}
-
-
-class Batch(NamedTuple):
-    """One batch, time-major. mask is 1.0 where the step is supervised, 0.0 elsewhere (padding too)."""
-
-    xs: torch.Tensor
-    ys: torch.Tensor
-    mask: torch.Tensor
 
 
 # ---------------------------------------------------------------------------------------------
@@ -151,10 +143,8 @@ class Task:
         """Build the batch of sequences idx (int64, (B,)); batch_no and seed feed per-batch randomness."""
         raise NotImplementedError
 
-    def new_metric(self, decision: str = "last") -> "Metric":
+    def new_metric(self, decision: str = "last") -> Metric:
         """The task's metric; `decision` (classification only) says how a sequence's class is read."""
-        from osttp.tasks.metrics import ClassificationMetric, MultilabelMetric  # metrics builds on Batch
-
         if self.target_kind == "class":
             return ClassificationMetric(self.n_out, decision)
         return MultilabelMetric(self.n_out)

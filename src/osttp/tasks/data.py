@@ -14,11 +14,10 @@ import hashlib
 import json
 import os
 import struct
-import sys
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 import numpy as np
 
@@ -304,41 +303,33 @@ def _verify(relpath: str, root: str | os.PathLike[str] | None) -> None:
     raise KeyError(relpath)
 
 
-def cli_check(root: str | os.PathLike[str] | None = None) -> int:
-    """Print each dataset file, where it was found and whether it verifies. 0 if all do, else 2."""
-    dirs = _search(root)
-    print(f"searching: {os.pathsep.join(str(d) for d in dirs)}")
-    bad = 0
+class FileStatus(NamedTuple):
+    """One dataset file: where it was found (None: in no searched folder) and why it does not verify
+    (None: it does; for a missing file, where to get it)."""
+
+    relpath: str
+    path: Path | None
+    problem: str | None
+
+
+def search_dirs(root: str | os.PathLike[str] | None = None) -> list[Path]:
+    """The folders searched for dataset files, in order (root alone when given)."""
+    return _search(root)
+
+
+def file_statuses(root: str | os.PathLike[str] | None = None) -> list[FileStatus]:
+    """Every dataset file of FILES, located and verified."""
+    out = []
     for relpath in FILES:
         try:
             path = locate(relpath, root)
         except DataError:
-            bad += 1
-            print(f"MISSING  {relpath}  (not in any searched folder; {_how_to_get(relpath)})")
+            out.append(FileStatus(relpath, None, _how_to_get(relpath)))
             continue
         try:
             _verify(relpath, root)
         except DataError as e:
-            bad += 1
-            print(f"BAD      {relpath}  {path}: {e}")
+            out.append(FileStatus(relpath, path, str(e)))
             continue
-        print(f"ok       {relpath}  {path}")
-    if bad:
-        print(f"{bad} of {len(FILES)} dataset files missing or invalid ({DOCS})")
-        return 2
-    print(f"all {len(FILES)} dataset files present and verified")
-    return 0
-
-
-def cli_path() -> int:
-    """Print the search path for dataset files."""
-    env = os.environ.get(ENV_VAR)
-    src = f"from ${ENV_VAR}" if env and env.strip() else f"default (${ENV_VAR} is not set)"
-    print(f"dataset search path, {src}:")
-    for d in data_dirs():
-        print(f"  {d}{'' if d.is_dir() else '  (does not exist)'}")
-    print("files looked for under each folder:")
-    for relpath in FILES:
-        print(f"  {relpath}")
-    sys.stdout.flush()
-    return 0
+        out.append(FileStatus(relpath, path, None))
+    return out

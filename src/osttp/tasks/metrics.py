@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from osttp.errors import OsttpError
-from osttp.tasks.base import Batch
+from osttp.tasks.batch import Batch
 
 # ---------------------------------------------------------------------------------------------
 # metrics

@@ -30,8 +30,9 @@ from osttp.tasks.data import load_mnist
 N_VALID = 5000  # the last N_VALID images of the training file form the validation split
 N_TRAIN_FILE = 60000
 ENCODINGS = ("none", "rate", "delta")
-# name -> (steps T, values per step)
-SHAPES: dict[str, tuple[int, int]] = {"smnist-rows": (28, 28), "smnist-pixels": (784, 1), "psmnist": (784, 1)}
+# name -> (steps T, values per step, pixels in a seeded permutation)
+SHAPES: dict[str, tuple[int, int, bool]] = {"smnist-rows": (28, 28, False), "smnist-pixels": (784, 1, False),
+                                            "psmnist": (784, 1, True)}
 DEFAULTS: dict[str, Any] = {"label": None, "encoding": "none", "threshold": 0.5, "seed": 0, "limit": None}
 
 
@@ -63,7 +64,7 @@ class SequentialMNIST(ClassTask):
         if name not in SHAPES:
             raise OsttpError(f"unknown MNIST task {name!r}; expected one of {', '.join(SHAPES)}")
         p = take_params(name, params, DEFAULTS)
-        T, width = SHAPES[name]
+        T, width, permuted = SHAPES[name]
         self.label_from, label = parse_label(name, p["label"], T)
         encoding = p["encoding"]
         if encoding not in ENCODINGS:
@@ -90,7 +91,7 @@ class SequentialMNIST(ClassTask):
         if limit is not None:
             flat, labs = flat[:limit], labs[:limit]
         self.permutation: torch.Tensor | None = None
-        if name == "psmnist":
+        if permuted:
             perm = permutation(seed)
             self.permutation = torch.from_numpy(perm)
             flat = flat[:, perm]  # permute once here, not per batch (fancy indexing copies)

@@ -12,12 +12,13 @@ ys holds the label at every step; the mask is 1 only at the answer steps. Gaussi
 from __future__ import annotations
 
 import zlib
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
 
 from osttp import checks
+from osttp.registry import Registry
 from osttp.tasks.base import SPLIT_CODE, TensorClassTask, check_float, check_int, take_params
 
 COMMON: dict[str, Any] = {"seed": 0, "n_train": 4096, "n_valid": 512, "n_test": 512, "noise": 0.05}
@@ -158,16 +159,20 @@ def _check_cue(p: dict[str, Any]) -> dict[str, Any]:
     return p
 
 
-SYNTHETIC: dict[str, tuple[dict[str, Any], Callable[[dict[str, Any]], dict[str, Any]],
-                           Callable[[np.random.Generator, int, dict[str, Any]], Generated]]] = {
-    "delayed-xor": (XOR_DEFAULTS, _check_xor, delayed_xor),
-    "store-recall": (STORE_DEFAULTS, _check_store, store_recall),
-    "cue-accumulation": (CUE_DEFAULTS, _check_cue, cue_accumulation),
-}
+# A factory generates a split: (rng, n, params) -> (xs, labels, mask, classes). meta: defaults -- every
+# parameter with its default (the order config files state them in); check -- params -> params, checked.
+SYNTHETIC: Registry[Generated] = Registry("synthetic task")
+SYNTHETIC.register("delayed-xor", delayed_xor, defaults=XOR_DEFAULTS, check=_check_xor,
+                   help="a XOR b of two bits `delay` steps apart, answered on a cue: 2 classes, accuracy")
+SYNTHETIC.register("store-recall", store_recall, defaults=STORE_DEFAULTS, check=_check_store,
+                   help="store a bit pattern, recall it on cue after distractors: 2**bits classes, accuracy")
+SYNTHETIC.register("cue-accumulation", cue_accumulation, defaults=CUE_DEFAULTS, check=_check_cue,
+                   help="evidence accumulation: which side had more cues, answered after a delay: 2 classes, accuracy")
 
 
 def load_synthetic(name: str, split: str, params: dict[str, Any]) -> TensorClassTask:
-    defaults, check, generate = SYNTHETIC[name]
+    entry = SYNTHETIC.get(name)
+    defaults, check, generate = entry.meta["defaults"], entry.meta["check"], entry.factory
     p = check(_check_bounds(name, take_params(name, params, defaults), COMMON_BOUNDS))
     n = p[f"n_{split}"]
     shape = generate(np.random.default_rng(0), 0, p)[0].shape[1:]  # (T, channels), nothing allocated
