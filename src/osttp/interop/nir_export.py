@@ -94,24 +94,29 @@ def _layer_nodes(nir: Any, layer: RecurrentLayer, name: str, dt: float, unit_res
     H = _array(layer.H) if layer.H is not None else None
     multiplicative = isinstance(cell, SNU) and cell.reset == "multiplicative"
     leak = _Leak(float(cell.d if isinstance(cell, SNU) else cell.alpha), n, dt, unit_resistance)
+    # A recurrent pair is named "layer{l}.lif", "layer{l}.w_rec", as snnTorch writes it: its importer
+    # groups them into a sub-graph by the prefix before the dot (so nothing else may share it).
+    w_in, rec_key = f"{name}_w_in", f"{name}.w_rec"
+    spikes = f"{name}.lif" if multiplicative else f"{name}.threshold"
+    into = spikes if multiplicative else f"{name}.li"
     nodes: dict[str, Any] = {}
-    edges: list[tuple[str, str]] = [(f"{name}_in", name if multiplicative else f"{name}_v")]
+    edges: list[tuple[str, str]] = [(w_in, into)]
     if multiplicative:  # reset to 0 at the spike: NIR's own LIF / IF; b is minus the threshold
-        nodes[f"{name}_in"] = _affine(nir, W, None, leak.weight_factor)
-        nodes[name] = leak.fire_and_reset(nir, -b)
+        nodes[w_in] = _affine(nir, W, None, leak.weight_factor)
+        nodes[spikes] = leak.fire_and_reset(nir, -b)
         rec = H
     else:  # subtractive reset: integrator, threshold, and the reset on the recurrent diagonal
         threshold = np.full(n, float(cell.theta)) if isinstance(cell, LIF) else -b
         reset = float(cell.theta) if isinstance(cell, LIF) else float(cell.d)
-        nodes[f"{name}_in"] = _affine(nir, W, b if isinstance(cell, LIF) else None, leak.weight_factor)
-        nodes[f"{name}_v"] = leak.integrator(nir)
-        nodes[name] = nir.Threshold(threshold=threshold.astype(W.dtype))
-        edges.append((f"{name}_v", name))
+        nodes[w_in] = _affine(nir, W, b if isinstance(cell, LIF) else None, leak.weight_factor)
+        nodes[into] = leak.integrator(nir)
+        nodes[spikes] = nir.Threshold(threshold=threshold.astype(W.dtype))
+        edges.append((into, spikes))
         rec = (H if H is not None else np.zeros((n, n), W.dtype)) - reset * np.eye(n, dtype=W.dtype)
     if rec is not None:
-        nodes[f"{name}_rec"] = _affine(nir, rec, None, leak.weight_factor)
-        edges += [(name, f"{name}_rec"), (f"{name}_rec", name if multiplicative else f"{name}_v")]
-    return nodes, edges, f"{name}_in", name
+        nodes[rec_key] = _affine(nir, rec, None, leak.weight_factor)
+        edges += [(spikes, rec_key), (rec_key, into)]
+    return nodes, edges, w_in, spikes
 
 
 def to_nir(net: Network, dt: float = 1e-4, unit_resistance: bool = False) -> Any:
