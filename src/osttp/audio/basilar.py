@@ -162,16 +162,25 @@ class BasilarMembrane:
             out[:, lo:lo + CHANNEL_BLOCK] = velocity_transfer(self.params, omega, c[lo:lo + CHANNEL_BLOCK])
         return out
 
+    def _cache_path(self) -> Path | None:
+        return None if self.cache_dir is None else self.cache_dir / f"{self.cache_name}.npy"
+
     def base_matrix(self) -> np.ndarray:
         if self._base_matrix is None:
-            path = None if self.cache_dir is None else self.cache_dir / f"{self.cache_name}.npy"
-            if path is not None and path.is_file():
-                self._base_matrix = np.load(path, mmap_mode="r", allow_pickle=False)
-            else:
-                self._base_matrix = self.compute(self.base)
-                if path is not None:
-                    save_atomic(path, self._base_matrix)
+            self._base_matrix = self.compute(self.base)
+            path = self._cache_path()
+            if path is not None:
+                save_atomic(path, self._base_matrix)
         return self._base_matrix
+
+    def _base_rows(self, step: int) -> np.ndarray:
+        """Every step-th row of the base matrix: from memory if held, else read row by row from
+        the cache file (reading, not mapping, it: a mapped file's pages would all count towards
+        every worker's memory though a short recording needs only a few of them)."""
+        path = self._cache_path()
+        if self._base_matrix is not None or path is None or not path.is_file():
+            return np.ascontiguousarray(self.base_matrix()[::step])
+        return read_rows(path, step, (self.base // 2 + 1, self.channels))
 
     def set_base_matrix(self, matrix: np.ndarray) -> None:
         """Use a base matrix computed elsewhere (e.g. in blocks by several processes)."""
@@ -186,7 +195,7 @@ class BasilarMembrane:
         if self._last is None or self._last[0] != length:
             self._last = None  # free the previous one first: a process holds one length at a time
             if self.base % length == 0 and length % 2 == 0:
-                matrix = np.ascontiguousarray(self.base_matrix()[:: self.base // length])
+                matrix = self._base_rows(self.base // length)
             else:
                 matrix = self.compute(length)
             self._last = (length, matrix)
@@ -210,6 +219,27 @@ class BasilarMembrane:
             # Only the recording's own span is kept (the rest is the padding's tail).
             out[:, lo:lo + CHANNEL_BLOCK] = fft.ifft(block, axis=0, workers=1).real[:keep]
         return out
+
+
+def read_rows(path: Path, step: int, shape: tuple[int, int]) -> np.ndarray:
+    """Rows 0, step, 2 step, ... of a 2-D complex64 .npy file (C order), checked against shape."""
+    with open(path, "rb") as f:
+        version = np.lib.format.read_magic(f)
+        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        got, fortran, dtype = read_header(f)  # the header is a literal dict: nothing is unpickled
+        if tuple(got) != shape or fortran or dtype != np.complex64:
+            raise OsttpError(f"basilar-membrane cache {path}: holds {dtype} {tuple(got)}; expected complex64 "
+                             f"{shape} (delete it to recompute)")
+        start, row = f.tell(), shape[1] * 8
+        rows = range(0, shape[0], step)
+        out = np.empty((len(rows), shape[1]), dtype=np.complex64)
+        buf = out.reshape(-1).view(np.uint8)
+        for i, r in enumerate(rows):
+            chunk = os.pread(f.fileno(), row, start + r * row)
+            if len(chunk) != row:
+                raise OsttpError(f"basilar-membrane cache {path}: truncated (delete it to recompute)")
+            buf[i * row:(i + 1) * row] = np.frombuffer(chunk, dtype=np.uint8)
+    return out
 
 
 def save_atomic(path: Path, array: np.ndarray) -> None:
