@@ -123,14 +123,12 @@ class FixedPrior:
 
 
 def objective_signal(sig, net: Network, l: int, y: Tensor, ctx) -> Tensor:
-    """L = d J^l_t / d y for the signal's declared objective J (zero where J does not depend on y).
-    The signal's `for_layer` is then called only to advance any state it keeps; its value is unused."""
+    """L = d J^l_t / d y for the signal's declared objective J (zero where J does not depend on y); the
+    signal's own state is in ctx.states, advanced by the caller."""
     y = y.detach().requires_grad_(True)
     with torch.enable_grad():
         J = sig.local_objective(net, l, y, ctx)
         (g,) = torch.autograd.grad(J, y, allow_unused=True)
-    with torch.no_grad():
-        sig.for_layer(net, l, ctx, None)
     return torch.zeros_like(y) if g is None else g
 
 

@@ -30,9 +30,9 @@ from osttp.rules.losses import Loss
 from osttp.rules.signals import SIGNALS, Signal, StepContext, TrainingSplit
 
 
-def low_pass(prev: Tensor | None, y: Tensor, kappa: float) -> Tensor:
-    """u_t = kappa u_{t-1} + y_t (u_0 = y_0): what the layer's local classifier reads."""
-    return y.clone() if prev is None else prev.mul_(kappa).add_(y)
+def low_pass(prev: Tensor, y: Tensor, kappa: float) -> Tensor:
+    """u_t = kappa u_{t-1} + y_t, in place on u_{t-1} (zero at a reset): what the local classifier reads."""
+    return prev.mul_(kappa).add_(y)
 
 
 PRIOR_CLIP = 1e-4  # a class (key) never seen in the training split would give an infinite bias
@@ -81,6 +81,7 @@ class LocalErrorProjection(Signal):
         return net.feedback[l].new_zeros(batch_size, net.hidden_sizes[l])
 
     def advance(self, state: Tensor | None, y: Tensor) -> Tensor | None:
+        assert state is not None, "init_state gives every layer a filter"
         return low_pass(state, y, self.kappa)
 
     def for_layer(self, net: Network, l: int, ctx: StepContext, above: Tensor | None) -> Tensor:

@@ -11,8 +11,9 @@ autograd the moment it is registered:
 
 - a signal with `uses_output_error = False` states the objective it descends: `local_objective(net,
   l, y, ctx)` is the scalar J^l_t whose gradient w.r.t. y^l_t must equal `for_layer` (docs/math.md
-  §4.5 builds the oracle of every such rule from it). A signal with state reads it in
-  `local_objective` as it is before the step's `for_layer` call, which advances it;
+  §4.5 builds the oracle of every such rule from it). A signal with state (`init_state`/`advance`,
+  kept in the learner's stream and advanced at every step) reads it from `ctx.states[l]`, already
+  advanced by this step's output, in both `for_layer` and `local_objective`;
 - a signal that uses the output error names, in its registry metadata `oracle`, the form of
   tests/oracles.py it must equal.
 
