@@ -1,5 +1,5 @@
 """Plain-PyTorch probe of OSTTP (docs/learning.md: how the probes were run) (autograd-oracle form), DRTP, BPTT, readout-only on
-smnist-rows, JSB and delayed XOR. One process, one thread. Prints one JSON line per epoch.
+smnist-rows, JSB, delayed XOR and any registered classification task (e.g. spoken-digits). One process, one thread. Prints one JSON line per epoch.
 
 rule:
   bptt     plain autograd
@@ -25,7 +25,8 @@ DATA = None  # the osttp search path: $OSTTP_DATA (see docs/data.md)
 
 p = argparse.ArgumentParser()
 a = p.add_argument
-a("--task", default="smnist")  # smnist | jsb | xor
+a("--task", default="smnist")  # smnist | jsb | xor | any registered classification task
+a("--task_param", action="append", default=[])  # KEY=VALUE for a registered task (strings)
 a("--rule", default="osttp")
 a("--cell", default="lif")  # lif | snu | ssnu | rnn
 a("--hidden", default="256")  # comma list
@@ -88,8 +89,18 @@ elif args.task == "xor":
     train = osttp.tasks.load("delayed-xor", "train", delay=args.delay, n_train=args.xor_ntrain)
     valid = osttp.tasks.load("delayed-xor", "test", delay=args.delay)  # the test's own setting
     kind, C = "ce", 2
-else:
-    raise SystemExit(args.task)
+else:  # any registered classification task, e.g. spoken-digits; --task_param KEY=VALUE passes its options
+    def _value(text):
+        for conv in (int, float):
+            try:
+                return conv(text)
+            except ValueError:
+                pass
+        return text
+    params = {k: _value(v) for k, v in (kv.split("=", 1) for kv in args.task_param)}
+    train = osttp.tasks.load(args.task, "train", root=DATA, **params)
+    valid = osttp.tasks.load(args.task, "valid", root=DATA, **params)
+    kind, C = "ce", train.n_out
 n_in = train.n_in
 sizes = [n_in] + [int(h) for h in args.hidden.split(",")]
 

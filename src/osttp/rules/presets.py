@@ -62,6 +62,7 @@ for _name, _trace, _signal in (("ostl", "diagonal", "backprop-in-space"),
                                ("eprop-fact", "factorized", "random-error"),
                                ("osttp-centred", "diagonal", "centred-target-projection"),
                                ("osttp-local", "diagonal", "local-error"),
+                               ("osttp-local-fact", "factorized", "local-error"),
                                ("readout-only", "none", "none")):
     register_online_preset(_name, _trace, _signal)
 
