@@ -34,9 +34,18 @@ def _jsb(split: str, root: str | os.PathLike[str] | None, params: dict[str, Any]
 
 
 def _shd(split: str, root: str | os.PathLike[str] | None, params: dict[str, Any]) -> Task:
-    from osttp.tasks.shd import SpikingHeidelbergDigits
+    from osttp.tasks.shd import SHD, SpikeDigits
 
-    return SpikingHeidelbergDigits(split, params, root)
+    return SpikeDigits(SHD, split, params, root)
+
+
+def _spoken_digits(kind: str) -> Callable[..., Task]:
+    def build(split: str, root: str | os.PathLike[str] | None, params: dict[str, Any]) -> Task:
+        from osttp.tasks import spoken_digits
+        from osttp.tasks.shd import SpikeDigits
+
+        return SpikeDigits(getattr(spoken_digits, kind), split, params, root)
+    return build
 
 
 def _synthetic(name: str) -> Callable[..., Task]:
@@ -58,6 +67,12 @@ TASKS.register("jsb", _jsb, files=True,
                help="JSB Chorales next-step prediction: 88 keys in and out, nll per step (JSB file)")
 TASKS.register("shd", _shd, files=True,
                help="Spiking Heidelberg Digits: 700 channels binned to T=100 steps, 20 classes, accuracy (SHD files)")
+TASKS.register("spoken-digits", _spoken_digits("SPEAKERS"), files=True,
+               help="FSDD spoken digits through SHD's cochlea, held-out speakers: 700 channels, T=100 bins "
+                    "of 10 ms, 10 classes, accuracy (osttp data make spoken-digits)")
+TASKS.register("spoken-digits-official", _spoken_digits("OFFICIAL"), files=True,
+               help="FSDD spoken digits through SHD's cochlea, FSDD's official split by recording index: "
+                    "700 channels, T=100 bins of 10 ms, 10 classes, accuracy (osttp data make spoken-digits)")
 for _entry in SYNTHETIC.entries():
     TASKS.register(_entry.name, _synthetic(_entry.name), files=False, help="")  # the CLI describes them from a split
 

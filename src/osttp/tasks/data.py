@@ -61,6 +61,8 @@ FILES: dict[str, DataFile] = {
 
 SHD_SOURCE = ("the Spiking Heidelberg Digits page of the Zenke lab (https://zenkelab.org/resources/"
               "spiking-heidelberg-datasets-shd/; gunzip shd_train.h5.gz / shd_test.h5.gz)")
+SPOKEN_DIGITS_SOURCE = ("`osttp data make spoken-digits --source DIR`, DIR a git clone of the public "
+                        "free-spoken-digit-dataset repository (it writes <data folder>/spoken-digits/)")
 # Files only some tasks need: not part of `osttp data check`'s required set. No SHA-256 of the SHD
 # files is recorded (none was available to verify here), so they are checked for layout only.
 OPTIONAL_FILES: dict[str, DataFile] = {
@@ -68,6 +70,8 @@ OPTIONAL_FILES: dict[str, DataFile] = {
     for f in (
         DataFile("shd/shd_train.h5", "", "file", SHD_SOURCE),
         DataFile("shd/shd_test.h5", "", "file", SHD_SOURCE),
+        *(DataFile(f"spoken-digits/{kind}_{split}.h5", "", "file", SPOKEN_DIGITS_SOURCE)
+          for kind in ("speakers", "official") for split in ("train", "valid", "test")),
     )
 }
 
@@ -83,7 +87,7 @@ NOTE_MIN, NOTE_MAX = 21, 108  # the 88 piano keys A0..C8 as MIDI numbers
 _IDX_IMAGES_MAGIC = 0x00000803  # unsigned byte, 3 dimensions
 _IDX_LABELS_MAGIC = 0x00000801  # unsigned byte, 1 dimension
 
-_cache: dict[tuple[str, str, int, int], Any] = {}
+_cache: dict[tuple[str, str, int, int, str], Any] = {}
 
 
 def data_dirs() -> list[Path]:
@@ -142,11 +146,14 @@ def _check_digest(relpath: str, path: Path, data: bytes) -> None:
         raise _fail(relpath, path, f"SHA-256 {of}is {got}, expected {f.sha256} (wrong or damaged file)")
 
 
-def _cached(relpath: str, root: str | os.PathLike[str] | None, load: Callable[[Path], Any]) -> Any:
+def _cached(relpath: str, root: str | os.PathLike[str] | None, load: Callable[[Path], Any],
+            variant: str = "") -> Any:
+    """load(path) of relpath's file, once per file version and variant (a reader's setting that
+    changes what a load checks, such as the class count of a spike file)."""
     path = locate(relpath, root)
     st = path.stat()
     # Size and mtime in the key: a replaced or repaired file is re-verified, not served stale.
-    key = (relpath, str(path.resolve()), st.st_size, st.st_mtime_ns)
+    key = (relpath, str(path.resolve()), st.st_size, st.st_mtime_ns, variant)
     if key not in _cache:
         _cache[key] = load(path)
     return _cache[key]

@@ -1,16 +1,23 @@
-"""Spiking Heidelberg Digits (`shd`): 700 cochlea channels binned into T steps, 20 spoken digits.
+"""Spike-digit tasks: 700 cochlea channels binned into T steps, one spoken digit per recording.
+
+`shd` (Spiking Heidelberg Digits, 20 classes) and the FSDD spoken digits (`spoken-digits`,
+`spoken-digits-official`: 10 classes, osttp.tasks.spoken_digits) read files in SHD's layout through
+one reader (osttp.tasks.shd_file); a `SpikeDataset` says where a task's files are and how its
+splits come from them, and its class count is checked against every label of the files.
 
 Each recording's spikes are binned over [0, max_time): step k covers [k dt, (k+1) dt) with
 dt = max_time / T; spikes at or after max_time are dropped. The input at (step, channel) is the
 number of spikes in the bin ("count", default) or 1 if there is any ("binary").
 
-Splits: test = shd_test.h5. train and valid share shd_train.h5: a random valid_fraction of its
-samples (default 10 %), drawn with `seed`, is valid and the rest train; both keep file order.
+Splits of SHD: test = shd_test.h5. train and valid share shd_train.h5: a random valid_fraction of
+its samples (default 10 %), drawn with `seed`, is valid and the rest train; both keep file order.
+A dataset with a file per split (the spoken digits) reads each split from its own file.
 """
 from __future__ import annotations
 
 import os
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Mapping
 
 import numpy as np
 import torch
@@ -26,13 +33,35 @@ from osttp.tasks.base import (
     take_params,
 )
 from osttp.errors import OsttpError
-from osttp.tasks.shd_file import N_CHANNELS, N_CLASSES, SHDFile, load_shd
+from osttp.tasks.shd_file import N_CHANNELS, N_CLASSES, SHD_PARTS, SHDFile, load_spike_file
 
 ENCODINGS = ("count", "binary")
+
+
+@dataclass(frozen=True)
+class SpikeDataset:
+    """A spike-digit task's files (split -> path under the data folder), its class count and its
+    default window. carve_valid: valid is a seeded random part of the train file (SHD), so the task
+    takes valid_fraction and seed; otherwise every split is its own file."""
+
+    task: str
+    files: Mapping[str, str]
+    n_classes: int
+    max_time: float
+    carve_valid: bool = False
+
+    def defaults(self) -> dict[str, Any]:
+        base: dict[str, Any] = {"label": None, "T": 100, "max_time": self.max_time, "encoding": "count"}
+        if self.carve_valid:
+            base.update({"valid_fraction": 0.1, "seed": 0})
+        return {**base, "limit": None}
+
+
 # max_time 1.4 s: SHD recordings last up to about 1.4 s, so (almost) no spike is cut off, and the
 # commonly used binning of the dataset covers the same window. T = 100 gives 14 ms bins.
-DEFAULTS: dict[str, Any] = {"label": None, "T": 100, "max_time": 1.4, "encoding": "count",
-                            "valid_fraction": 0.1, "seed": 0, "limit": None}
+SHD = SpikeDataset("shd", {"train": SHD_PARTS["train"], "valid": SHD_PARTS["train"], "test": SHD_PARTS["test"]},
+                   N_CLASSES, 1.4, carve_valid=True)
+DEFAULTS: dict[str, Any] = SHD.defaults()
 
 
 def bin_spikes(times: np.ndarray, units: np.ndarray, T: int, max_time: float) -> np.ndarray:
@@ -58,48 +87,46 @@ def split_indices(n: int, split: str, valid_fraction: float, seed: int) -> np.nd
     return np.sort(chosen)
 
 
-class SpikingHeidelbergDigits(ClassTask):
-    """One split of SHD. ys holds the digit at every step; the mask is 1 from step label_from on
-    (default T // 2), so the last step, which the accuracy reads out, is always supervised."""
+def spread_subset(idx: np.ndarray, limit: int | None) -> np.ndarray:
+    """`limit` of the indices, evenly spaced over their order (all of them when limit is None or
+    larger): a file sorted by class or speaker keeps every class in a small subset."""
+    if limit is None or limit >= idx.size:
+        return idx
+    return idx[np.floor(np.arange(limit) * (idx.size / limit)).astype(np.int64)]
 
-    def __init__(self, split: str, params: dict[str, Any], root: str | os.PathLike[str] | None = None) -> None:
-        name = "shd"
-        p = take_params(name, params, DEFAULTS)
+
+class SpikeDigits(ClassTask):
+    """One split of a spike-digit task. ys holds the digit at every step; the mask is 1 from step
+    label_from on (default T // 2), so the last step, which the accuracy reads out, is always supervised."""
+
+    def __init__(self, dataset: SpikeDataset, split: str, params: dict[str, Any],
+                 root: str | os.PathLike[str] | None = None) -> None:
+        name = dataset.task
+        p = take_params(name, params, dataset.defaults())
         T = check_int(name, "T", p["T"], lo=1)
         max_time = check_float(name, "max_time", p["max_time"], lo=1e-6)
         self.label_from, label = parse_label(name, p["label"], T)
         encoding = p["encoding"]
         if encoding not in ENCODINGS:
             raise OsttpError(f"task {name!r}: encoding={encoding!r}; expected one of {', '.join(ENCODINGS)}")
-        valid_fraction = check_float(name, "valid_fraction", p["valid_fraction"], lo=0.0, hi=0.5)
-        if valid_fraction == 0.0:
-            raise OsttpError(f"task {name!r}: parameter valid_fraction=0.0 must be > 0 (valid selects configurations)")
-        seed = check_int(name, "seed", p["seed"], lo=0)
         limit = None if p["limit"] is None else check_int(name, "limit", p["limit"], lo=1)
 
         self.name, self.split = name, split
-        self.params = {"label": label, "T": T, "max_time": max_time, "encoding": encoding,
-                       "valid_fraction": valid_fraction, "seed": seed, "limit": limit}
+        carve = _carve_params(name, p) if dataset.carve_valid else {}
+        self.params = {"label": label, "T": T, "max_time": max_time, "encoding": encoding, **carve, "limit": limit}
         self.T, self.max_time, self.encoding = T, max_time, encoding
-        self.n_in, self.n_out = N_CHANNELS, N_CLASSES
+        self.n_in, self.n_out = N_CHANNELS, dataset.n_classes
 
-        shd = load_shd("test" if split == "test" else "train", root)
-        if split == "test":
-            idx = np.arange(len(shd))
-        else:
-            if len(shd) < 2:
-                raise OsttpError(f"task {name!r}: the training file has {len(shd)} sample; at least 2 are needed "
-                                 "to carve out a validation split")
-            idx = split_indices(len(shd), split, valid_fraction, seed)
-        if limit is not None:
-            idx = idx[:limit]
+        shd = load_spike_file(dataset.files[split], dataset.n_classes, root)
+        idx = _carved_split(name, shd, split, **carve) if carve and split != "test" else np.arange(len(shd))
+        idx = spread_subset(idx, limit)
         self.sample_ids = torch.from_numpy(idx.astype(np.int64))  # positions in the file
         self.keys = shd.keys
         self.speakers = None if shd.speakers is None else torch.from_numpy(shd.speakers[idx])
         self._events, self._offsets = _select_events(shd, idx, T, max_time)
         self._labels = torch.from_numpy(shd.labels[idx].copy())
         self._mask = (torch.arange(T) >= self.label_from).to(torch.float32)
-        self.chance = majority_fraction(self._labels.numpy(), N_CLASSES)
+        self.chance = majority_fraction(self._labels.numpy(), dataset.n_classes)
 
     def __len__(self) -> int:
         return int(self._labels.numel())
@@ -122,6 +149,22 @@ class SpikingHeidelbergDigits(ClassTask):
         ys = self._labels[idx].unsqueeze(0).expand(self.T, B).contiguous()
         mask = self._mask.to(dtype).unsqueeze(1).expand(self.T, B).contiguous()
         return Batch(xs, ys, mask)
+
+
+def _carve_params(name: str, p: dict[str, Any]) -> dict[str, Any]:
+    """valid_fraction and seed of a task whose valid split is carved out of its train file, checked."""
+    valid_fraction = check_float(name, "valid_fraction", p["valid_fraction"], lo=0.0, hi=0.5)
+    if valid_fraction == 0.0:
+        raise OsttpError(f"task {name!r}: parameter valid_fraction=0.0 must be > 0 (valid selects configurations)")
+    return {"valid_fraction": valid_fraction, "seed": check_int(name, "seed", p["seed"], lo=0)}
+
+
+def _carved_split(name: str, shd: SHDFile, split: str, valid_fraction: float, seed: int) -> np.ndarray:
+    """train or valid as a seeded part of the train file."""
+    if len(shd) < 2:
+        raise OsttpError(f"task {name!r}: the training file has {len(shd)} sample; at least 2 are needed "
+                         "to carve out a validation split")
+    return split_indices(len(shd), split, valid_fraction, seed)
 
 
 def _select_events(shd: SHDFile, idx: np.ndarray, T: int, max_time: float) -> tuple[np.ndarray, np.ndarray]:

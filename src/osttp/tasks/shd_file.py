@@ -2,7 +2,8 @@
 
 Layout of shd_train.h5 / shd_test.h5: spikes/times (variable-length float arrays, seconds),
 spikes/units (variable-length integer arrays, cochlea channel 0..699, one per spike), labels
-(integers 0..19); optionally extra/speaker (integer per sample) and extra/keys (class names).
+(integers 0..n_classes-1: 20 for SHD, 10 for the FSDD spoken digits; the task names its count);
+optionally extra/speaker (integer per sample) and extra/keys (class names, one per class).
 The file is opened with h5py and only numeric arrays and strings are read: HDF5 holds no code.
 Every structural problem becomes a one-line DataError naming the file and what is wrong.
 """
@@ -28,7 +29,7 @@ LAYOUT = "spikes/times, spikes/units, labels"
 class SHDFile:
     """All spikes of one file, flat: sample i owns events offsets[i]:offsets[i+1].
 
-    times float64 (seconds, >= 0), units int64 (0..699), labels int64 (0..19), speakers int64 or
+    times float64 (seconds, >= 0), units int64 (0..699), labels int64 (0..n_classes-1), speakers int64 or
     None when the file has no extra/speaker, keys the class names of extra/keys or None."""
 
     times: np.ndarray
@@ -77,15 +78,16 @@ def _vector(relpath: str, path: Path, ds: Any, n: int) -> np.ndarray:
     return arr.astype(np.int64)
 
 
-def _keys(ds: Any) -> tuple[str, ...] | None:
+def _keys(ds: Any, n_classes: int) -> tuple[str, ...] | None:
     if ds is None:
         return None
     names = [k.decode("utf-8", "replace") if isinstance(k, bytes) else str(k) for k in np.asarray(ds[()]).reshape(-1)]
-    return tuple(names) if len(names) == N_CLASSES else None  # names are informative only
+    return tuple(names) if len(names) == n_classes else None  # names are informative only
 
 
-def parse_shd(relpath: str, path: Path, f: Any) -> SHDFile:
-    """Check an open h5py.File against the SHD layout and return its spikes, flattened."""
+def parse_shd(relpath: str, path: Path, f: Any, n_classes: int = N_CLASSES) -> SHDFile:
+    """Check an open h5py.File against the SHD layout with labels 0..n_classes-1 and return its
+    spikes, flattened."""
     times = _ragged(relpath, path, _dataset(relpath, path, f, "spikes/times"), "f", "floats (seconds)")
     units = _ragged(relpath, path, _dataset(relpath, path, f, "spikes/units"), "iu", "integers (channels)")
     n = len(times)
@@ -101,12 +103,12 @@ def parse_shd(relpath: str, path: Path, f: Any) -> SHDFile:
     labels = _vector(relpath, path, _dataset(relpath, path, f, "labels"), n)
     spk = _dataset(relpath, path, f, "extra/speaker", required=False)
     speakers = None if spk is None else _vector(relpath, path, spk, n)
-    keys = _keys(_dataset(relpath, path, f, "extra/keys", required=False))
+    keys = _keys(_dataset(relpath, path, f, "extra/keys", required=False), n_classes)
 
     offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
     t = np.concatenate(times).astype(np.float64) if offsets[-1] else np.zeros(0)
     u = np.concatenate(units).astype(np.int64) if offsets[-1] else np.zeros(0, dtype=np.int64)
-    _check_values(relpath, path, t, u, labels, offsets)
+    _check_values(relpath, path, t, u, labels, offsets, n_classes)
     return SHDFile(t, u, offsets, labels, speakers, keys)
 
 
@@ -115,7 +117,7 @@ def _sample_of(offsets: np.ndarray, event: int) -> int:
 
 
 def _check_values(relpath: str, path: Path, t: np.ndarray, u: np.ndarray, labels: np.ndarray,
-                  offsets: np.ndarray) -> None:
+                  offsets: np.ndarray, n_classes: int) -> None:
     # One pass each; the first offender is named so a damaged file can be found and inspected.
     bad = np.flatnonzero(~np.isfinite(t) | (t < 0))
     if bad.size:
@@ -127,18 +129,18 @@ def _check_values(relpath: str, path: Path, t: np.ndarray, u: np.ndarray, labels
         e = int(bad[0])
         raise data._fail(relpath, path, f"sample {_sample_of(offsets, e)}: unit {int(u[e])} outside "
                                         f"0..{N_CHANNELS - 1}")
-    bad = np.flatnonzero((labels < 0) | (labels >= N_CLASSES))
+    bad = np.flatnonzero((labels < 0) | (labels >= n_classes))
     if bad.size:
         i = int(bad[0])
-        raise data._fail(relpath, path, f"sample {i}: label {int(labels[i])} outside 0..{N_CLASSES - 1}")
+        raise data._fail(relpath, path, f"sample {i}: label {int(labels[i])} outside 0..{n_classes - 1}")
 
 
-def _open(relpath: str, path: Path) -> SHDFile:
+def _open(relpath: str, path: Path, n_classes: int) -> SHDFile:
     import h5py
 
     try:
         with h5py.File(path, "r") as f:
-            return parse_shd(relpath, path, f)
+            return parse_shd(relpath, path, f, n_classes)
     except DataError:
         raise
     except (OSError, KeyError, ValueError, TypeError, RuntimeError) as e:
@@ -148,21 +150,26 @@ def _open(relpath: str, path: Path) -> SHDFile:
 
 
 def load_shd(part: str, root: str | os.PathLike[str] | None = None) -> SHDFile:
-    """The SHD "train" or "test" file from the dataset search path (or root), checked and cached.
-
-    Treat the arrays as read-only: they are shared by every task built from the same file."""
+    """The SHD "train" or "test" file from the dataset search path (or root), checked and cached."""
     if part not in SHD_PARTS:
         raise OsttpError(f"SHD part {part!r}; expected 'train' or 'test'")
-    relpath = SHD_PARTS[part]
+    return load_spike_file(SHD_PARTS[part], N_CLASSES, root)
+
+
+def load_spike_file(relpath: str, n_classes: int, root: str | os.PathLike[str] | None = None) -> SHDFile:
+    """A file in SHD's layout at relpath on the dataset search path (or under root), its labels
+    checked against 0..n_classes-1, cached per (file, class count).
+
+    Treat the arrays as read-only: they are shared by every task built from the same file."""
 
     def load(path: Path) -> SHDFile:
-        shd = _open(relpath, path)
+        shd = _open(relpath, path, n_classes)
         data._check_digest(relpath, path, _digest_bytes(relpath, path))
         return shd
 
-    return data._cached(relpath, root, load)
+    return data._cached(relpath, root, load, variant=str(n_classes))
 
 
 def _digest_bytes(relpath: str, path: Path) -> bytes:
-    # Only read the whole file when a checksum is recorded for it (none is for SHD today).
+    # Only read the whole file when a checksum is recorded for it (none is for the spike files today).
     return data._read(relpath, path) if data._file(relpath).sha256 else b""
