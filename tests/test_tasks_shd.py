@@ -83,7 +83,7 @@ def test_float16_times_as_in_the_published_files(tmp_path: Path) -> None:
 def test_labels_mask_and_defaults(shd_root: Path) -> None:
     task = tasks.load("shd", "test", root=shd_root)
     assert task.params == {"label": "from:50", "T": 100, "max_time": 1.4, "encoding": "count",
-                           "valid_fraction": 0.1, "seed": 0, "limit": None}
+                           "channels": 700, "valid_fraction": 0.1, "seed": 0, "limit": None}
     assert len(task) == 12 and task.labels.tolist() == [i % 20 for i in range(12)]
     assert task.keys is not None and task.keys[3] == "digit-3"
     assert task.speakers is not None and task.speakers.tolist() == [i % 3 for i in range(12)]

@@ -46,7 +46,8 @@ def test_each_split_is_its_own_file_with_ten_classes(sd_root: Path) -> None:
             assert task.keys == KEYS and task.labels.tolist() == sorted(i % 10 for i in range(n))
             assert task.speakers is not None and task.speakers.tolist() == [i % 3 for i in range(n)]
     task = tasks.load("spoken-digits", "test", root=sd_root)
-    assert task.params == {"label": "from:50", "T": 100, "max_time": 1.0, "encoding": "count", "limit": None}
+    assert task.params == {"label": "from:50", "T": 100, "max_time": 1.0, "encoding": "count", "channels": 700,
+                           "limit": None}
     b = next(task.batches(4))
     assert b.xs.shape == (100, 4, 700) and b.ys.shape == (100, 4) and b.mask[:, 0].sum() == 50
     assert abs(task.chance - 2 / 20) < 1e-12
@@ -63,6 +64,19 @@ def test_binning_of_the_written_file_is_the_spikes(sd_root: Path) -> None:
         np.add.at(dense, (np.floor(t[keep] * 50.0).astype(int), units[i][keep]), 1)
         assert np.array_equal(xs[:, i].numpy(), dense), i
     assert xs.sum() < sum(t.size for t in times)  # spikes after max_time = 1 s are dropped
+
+
+def test_pooled_channels_are_the_sums_of_adjacent_channels(sd_root: Path) -> None:
+    full = next(tasks.load("spoken-digits", "valid", root=sd_root, T=50).batches(10)).xs
+    for channels in (140, 70, 1):
+        task = tasks.load("spoken-digits", "valid", root=sd_root, T=50, channels=channels)
+        xs = next(task.batches(10)).xs
+        assert task.n_in == channels and xs.shape == (50, 10, channels)
+        assert torch.equal(xs, full.view(50, 10, channels, 700 // channels).sum(-1))
+    with pytest.raises(OsttpError, match=r"channels=300 must divide 700"):
+        tasks.load("spoken-digits", "valid", root=sd_root, channels=300)
+    with pytest.raises(OsttpError, match="channels"):
+        tasks.load("spoken-digits", "valid", root=sd_root, channels=0)
 
 
 def test_limit_keeps_every_class_of_a_sorted_file(sd_root: Path) -> None:

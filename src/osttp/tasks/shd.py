@@ -7,7 +7,10 @@ splits come from them, and its class count is checked against every label of the
 
 Each recording's spikes are binned over [0, max_time): step k covers [k dt, (k+1) dt) with
 dt = max_time / T; spikes at or after max_time are dropped. The input at (step, channel) is the
-number of spikes in the bin ("count", default) or 1 if there is any ("binary").
+number of spikes in the bin ("count", default) or 1 if there is any ("binary"). `channels` < 700
+pools adjacent cochlea channels into that many inputs (700 / channels each, summed; it must divide
+700): the cochlea's neighbouring channels overlap strongly, and the network's input layer, the bulk of
+its cost, shrinks by the same factor.
 
 Splits of SHD: test = shd_test.h5. train and valid share shd_train.h5: a random valid_fraction of
 its samples (default 10 %), drawn with `seed`, is valid and the rest train; both keep file order.
@@ -51,7 +54,8 @@ class SpikeDataset:
     carve_valid: bool = False
 
     def defaults(self) -> dict[str, Any]:
-        base: dict[str, Any] = {"label": None, "T": 100, "max_time": self.max_time, "encoding": "count"}
+        base: dict[str, Any] = {"label": None, "T": 100, "max_time": self.max_time, "encoding": "count",
+                                "channels": N_CHANNELS}
         if self.carve_valid:
             base.update({"valid_fraction": 0.1, "seed": 0})
         return {**base, "limit": None}
@@ -64,8 +68,10 @@ SHD = SpikeDataset("shd", {"train": SHD_PARTS["train"], "valid": SHD_PARTS["trai
 DEFAULTS: dict[str, Any] = SHD.defaults()
 
 
-def bin_spikes(times: np.ndarray, units: np.ndarray, T: int, max_time: float) -> np.ndarray:
-    """Flat cell index step * 700 + unit of every spike, -1 for a spike at or after max_time.
+def bin_spikes(times: np.ndarray, units: np.ndarray, T: int, max_time: float,
+               channels: int = N_CHANNELS) -> np.ndarray:
+    """Flat cell index step * channels + input of every spike, -1 for a spike at or after max_time;
+    input = unit // (700 // channels), the group of adjacent cochlea channels the unit is pooled into.
 
     step = floor(t * T / max_time): multiply before dividing so that a spike exactly on a bin edge
     k * max_time / T lands in bin k rather than k - 1 through rounding of dt."""
@@ -73,7 +79,7 @@ def bin_spikes(times: np.ndarray, units: np.ndarray, T: int, max_time: float) ->
     # t < max_time can still round to step T in floating point; such a spike belongs to the last bin
     keep = times < max_time
     steps = np.minimum(steps, T - 1)
-    return np.where(keep, steps * N_CHANNELS + units, -1)
+    return np.where(keep, steps * channels + units // (N_CHANNELS // channels), -1)
 
 
 def split_indices(n: int, split: str, valid_fraction: float, seed: int) -> np.ndarray:
@@ -110,12 +116,17 @@ class SpikeDigits(ClassTask):
         if encoding not in ENCODINGS:
             raise OsttpError(f"task {name!r}: encoding={encoding!r}; expected one of {', '.join(ENCODINGS)}")
         limit = None if p["limit"] is None else check_int(name, "limit", p["limit"], lo=1)
+        channels = check_int(name, "channels", p["channels"], lo=1, hi=N_CHANNELS)
+        if N_CHANNELS % channels:
+            raise OsttpError(f"task {name!r}: channels={channels} must divide {N_CHANNELS} "
+                             "(adjacent cochlea channels are pooled in equal groups)")
 
         self.name, self.split = name, split
         carve = _carve_params(name, p) if dataset.carve_valid else {}
-        self.params = {"label": label, "T": T, "max_time": max_time, "encoding": encoding, **carve, "limit": limit}
+        self.params = {"label": label, "T": T, "max_time": max_time, "encoding": encoding, "channels": channels,
+                       **carve, "limit": limit}
         self.T, self.max_time, self.encoding = T, max_time, encoding
-        self.n_in, self.n_out = N_CHANNELS, dataset.n_classes
+        self.n_in, self.n_out = channels, dataset.n_classes
 
         shd = load_spike_file(dataset.files[split], dataset.n_classes, root)
         idx = _carved_split(name, shd, split, **carve) if carve and split != "test" else np.arange(len(shd))
@@ -123,7 +134,7 @@ class SpikeDigits(ClassTask):
         self.sample_ids = torch.from_numpy(idx.astype(np.int64))  # positions in the file
         self.keys = shd.keys
         self.speakers = None if shd.speakers is None else torch.from_numpy(shd.speakers[idx])
-        self._events, self._offsets = _select_events(shd, idx, T, max_time)
+        self._events, self._offsets = _select_events(shd, idx, T, max_time, channels)
         self._labels = torch.from_numpy(shd.labels[idx].copy())
         self._mask = (torch.arange(T) >= self.label_from).to(torch.float32)
         self.chance = majority_fraction(self._labels.numpy(), dataset.n_classes)
@@ -137,12 +148,12 @@ class SpikeDigits(ClassTask):
 
     def _make_batch(self, idx: torch.Tensor, batch_no: int, seed: int, dtype: torch.dtype) -> Batch:
         ids = idx.tolist()
-        B, cells = len(ids), self.T * N_CHANNELS
-        # Scatter every spike of the batch into one flat (B, T, 700) histogram: sample j's cells
+        B, cells = len(ids), self.T * self.n_in
+        # Scatter every spike of the batch into one flat (B, T, n_in) histogram: sample j's cells
         # are offset by j * T * 700, so a single bincount counts them all.
         parts = [self._events[self._offsets[i]:self._offsets[i + 1]] + j * cells for j, i in enumerate(ids)]
         flat = torch.from_numpy(np.concatenate(parts)) if parts else torch.zeros(0, dtype=torch.int64)
-        counts = torch.bincount(flat, minlength=B * cells).view(B, self.T, N_CHANNELS)
+        counts = torch.bincount(flat, minlength=B * cells).view(B, self.T, self.n_in)
         if self.encoding == "binary":
             counts = counts.clamp_(max=1)
         xs = counts.transpose(0, 1).to(dtype).contiguous()
@@ -167,12 +178,13 @@ def _carved_split(name: str, shd: SHDFile, split: str, valid_fraction: float, se
     return split_indices(len(shd), split, valid_fraction, seed)
 
 
-def _select_events(shd: SHDFile, idx: np.ndarray, T: int, max_time: float) -> tuple[np.ndarray, np.ndarray]:
+def _select_events(shd: SHDFile, idx: np.ndarray, T: int, max_time: float,
+                   channels: int) -> tuple[np.ndarray, np.ndarray]:
     """The binned spikes of samples idx (flat cells, spikes past max_time removed) and their offsets."""
     cells: list[np.ndarray] = []
     for i in idx.tolist():
         a, b = int(shd.offsets[i]), int(shd.offsets[i + 1])
-        c = bin_spikes(shd.times[a:b], shd.units[a:b], T, max_time)
+        c = bin_spikes(shd.times[a:b], shd.units[a:b], T, max_time, channels)
         cells.append(c[c >= 0])
     lengths = np.array([c.size for c in cells], dtype=np.int64)
     offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
