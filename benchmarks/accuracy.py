@@ -2,6 +2,7 @@
 
     python benchmarks/accuracy.py --manifest benchmarks/accuracy.toml          # table from finished runs
     python benchmarks/accuracy.py --manifest benchmarks/accuracy.toml --run    # also run what is missing
+    python benchmarks/accuracy.py --run --only spoken-digits-official           # ... of these experiments
 
 The manifest lists, per experiment, the compare commands that produce its runs (each with its own
 --out directory). `--run` executes the ones whose summary.json is missing, at most --jobs at a time
@@ -157,10 +158,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--manifest", default="benchmarks/accuracy.toml")
     p.add_argument("--run", action="store_true", help="run the commands whose results are missing")
     p.add_argument("--jobs", type=int, default=2, help="runs at a time with --run (default 2)")
+    p.add_argument("--only", default=None, help="with --run: only these experiments (comma-separated names)")
     args = p.parse_args(argv)
     experiments = tomllib.loads((ROOT / args.manifest).read_text())["experiment"]
     if args.run:
-        run_missing(experiments, args.jobs)
+        names = None if args.only is None else set(args.only.split(","))
+        unknown = (names or set()) - {e["name"] for e in experiments}
+        if unknown:
+            p.error(f"--only {','.join(sorted(unknown))}: no such experiment in {args.manifest}")
+        run_missing([e for e in experiments if names is None or e["name"] in names], args.jobs)
     rows = carry_over(experiments, collect(experiments), ROOT / "results" / "accuracy.json")
     (ROOT / "results").mkdir(exist_ok=True)
     (ROOT / "results" / "accuracy.json").write_text(json.dumps({"manifest": args.manifest, "rows": rows}, indent=1))
