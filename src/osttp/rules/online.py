@@ -107,8 +107,29 @@ class OnlineLearner(Learner):
             self._matvecs = self.net.layer_matvecs(self.matvec)
         return self._matvecs
 
-    @torch.no_grad()
+    @property
+    def acc(self) -> dict[str, Tensor]:
+        """The accumulated gradients, with the steps a trace kind has deferred added in first."""
+        self._flush_traces(when_full=False)
+        return self.stream.acc
+
+    def _flush(self) -> None:
+        self._flush_traces(when_full=False)
+
+    def _flush_traces(self, when_full: bool) -> None:
+        """Let a trace kind that defers work (TraceKind's optional `flush`) run it."""
+        flush = getattr(self.trace, "flush", None)
+        if flush is not None:
+            for tr, acc in zip(self.stream.traces, self._layer_acc_views()):
+                flush(tr, acc, when_full)
+
     def _step(self, x: Tensor, target: Tensor, mask: Tensor, loss: Loss) -> Tensor:
+        o = self._layers_step(x, target, mask, loss)
+        self._flush_traces(when_full=True)
+        return o
+
+    @torch.no_grad()
+    def _layers_step(self, x: Tensor, target: Tensor, mask: Tensor, loss: Loss) -> Tensor:
         st = self.stream
         net, signal = self.net, self.signal
         ctx = StepContext(target=target, mask=mask, loss=loss, states=st.signal_states)
