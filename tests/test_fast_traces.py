@@ -142,3 +142,23 @@ def test_blocked_diagonal_pass_equals_the_per_step_form(monkeypatch, chunk_bytes
     want = OnlineLearner(case.net, DiagonalTrace(block=1), signal).sequence_gradients(case.xs, case.ys, mask)
     assert_grads_close(got, want, 1e-13)
     assert_grads_close(got, online_oracle(case.net, case.xs, case.ys, mask, "diagonal", signal))
+
+
+def test_new_sequences_reuse_the_trace_tensors_without_reading_them() -> None:
+    """reset() reuses the diagonal kind's eps tensors: whatever they hold (here NaN) is not read, and the
+    second sequence's gradient equals a fresh learner's."""
+    case = make_case("snu", [4, 6, 3], True, seed=57, T=7, B=3)
+    learner = osttp.make_learner("osttp", case.net)
+    learner.reset(3)
+    for t in range(5):
+        learner.step(case.xs[t], case.ys[t])
+    before = learner.stream.traces[0]
+    learner.reset(3)
+    assert learner.stream.traces[0] is before and before.eps_zero
+    before.W.fill_(float("nan"))
+    for a in learner.acc.values():
+        a.zero_()
+    for t in range(case.xs.shape[0]):
+        learner.step(case.xs[t], case.ys[t], case.mask[t])
+    want = osttp.make_learner("osttp", case.net).sequence_gradients(case.xs, case.ys, case.mask)
+    assert_grads_close(learner.gradients(), want, 1e-13)

@@ -58,8 +58,9 @@ def block_factors(D: Tensor, a: Tensor, u: Tensor | None) -> BlockFactors:
     return BlockFactors(c, v, R[0], a)
 
 
-def apply_block(eps: Tensor, f: BlockFactors, x: Tensor, acc: Tensor | None) -> None:
+def apply_block(eps: Tensor, f: BlockFactors, x: Tensor, acc: Tensor | None, eps_zero: bool = False) -> None:
     """acc += the block's gradient; eps <- eps at the block's end. eps (B, n, m), x (k, B, m), acc (n, m).
+    eps_zero: eps at the block's start is zero (a new sequence), whatever it holds: it is written, not read.
 
     On the CPU the batch is walked in cache-sized chunks of samples, so the contraction, the scale
     and the batched product read eps while it is in cache; no tensor of eps's size is allocated."""
@@ -68,11 +69,14 @@ def apply_block(eps: Tensor, f: BlockFactors, x: Tensor, acc: Tensor | None) -> 
     if acc is not None and f.v is not None:
         acc.addmm_(f.v.reshape(k * B, n).T, x.reshape(k * B, m))
     qt, xt = f.q.permute(1, 2, 0), x.permute(1, 0, 2)  # (B, n, k), (B, k, m)
-    contract = acc is not None and f.c is not None
+    contract = acc is not None and f.c is not None and not eps_zero
     if eps.device.type != "cpu":  # whole-batch kernels: per-chunk launches would cost more than they save
         if contract:
             acc.add_(torch.einsum("bi,bij->ij", f.c, eps))
-        eps.mul_(f.scale.unsqueeze(-1)).baddbmm_(qt, xt)
+        if eps_zero:
+            eps.baddbmm_(qt, xt, beta=0.0)  # beta = 0: what eps held (even NaN) is not read
+        else:
+            eps.mul_(f.scale.unsqueeze(-1)).baddbmm_(qt, xt)
         return
     chunk = max(1, CHUNK_BYTES // max(1, n * m * eps.element_size()))
     per_sample = n * m >= PER_SAMPLE_MIN
@@ -84,4 +88,7 @@ def apply_block(eps: Tensor, f: BlockFactors, x: Tensor, acc: Tensor | None) -> 
                     acc.addcmul_(f.c[b].unsqueeze(-1), eps[b])
             else:
                 acc.add_(torch.einsum("bi,bij->ij", f.c[s:s + chunk], e))
-        e.mul_(f.scale[s:s + chunk].unsqueeze(-1)).baddbmm_(qt[s:s + chunk], xt[s:s + chunk])
+        if eps_zero:
+            e.baddbmm_(qt[s:s + chunk], xt[s:s + chunk], beta=0.0)
+        else:
+            e.mul_(f.scale[s:s + chunk].unsqueeze(-1)).baddbmm_(qt[s:s + chunk], xt[s:s + chunk])

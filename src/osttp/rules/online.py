@@ -84,11 +84,15 @@ class OnlineLearner(Learner):
 
     def _reset_stream(self, batch_size: int) -> None:
         st = self.stream
+        old_traces = st.traces
         st.states, st.traces, st.signal_states = [], [], []
+        # A kind with `reinit` may reuse the last sequences' trace tensors (not filling them again).
+        reinit = getattr(self.trace, "reinit", None)
         for l, layer in enumerate(self.net.layers):
             s0 = layer.initial_state(batch_size)
             st.states.append(OnlineState(s0.s, s0.y, torch.zeros_like(s0.s), torch.zeros_like(s0.y)))
-            st.traces.append(self.trace.init(layer, batch_size))
+            tr = reinit(old_traces[l], layer, batch_size) if reinit is not None and l < len(old_traces) else None
+            st.traces.append(tr if tr is not None else self.trace.init(layer, batch_size))
             st.signal_states.append(self.signal.init_state(self.net, l, batch_size))
         st.readout = self.net.readout.initial_state(batch_size)
         st.readout_eligibility = None

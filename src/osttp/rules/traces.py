@@ -74,6 +74,7 @@ class DiagonalState(EligibilityState):
     pre_H: Tensor | None = None
     recorded: int = 0  # steps in the buffers
     contracted: bool = False  # whether any recorded step was contracted
+    eps_zero: bool = False  # W and H are zero, whatever they hold: the next block writes them
 
 
 @dataclass
@@ -106,6 +107,8 @@ class TraceKind(Protocol):
     #   flush(tr, acc, when_full=False) -- run it and add its gradient into acc. The online learner
     #   calls it at the end of every step with when_full=True, and with False before gradients are
     #   read or applied and before a reset. A kind without `flush` defers nothing.
+    #   reinit(tr, layer, batch) -> state or None -- `init` for new sequences reusing the last ones'
+    #   state `tr` (None: it does not fit, `init` is called).
 
 
 def _zero_eligibilities(layer: RecurrentLayer, batch: int, per_unit: tuple[int, ...]) -> dict[str, Tensor | None]:
@@ -181,6 +184,20 @@ class DiagonalTrace:
             tr.D, tr.fI, tr.u = (torch.zeros(K, batch, n, **kw) for _ in range(3))
             tr.pre_W = torch.zeros(K, batch, layer.n_in, **kw)
             tr.pre_H = None if layer.H is None else torch.zeros(K, batch, n, **kw)
+            tr.eps_zero = True
+        return tr
+
+    def reinit(self, tr: TraceState, layer: RecurrentLayer, batch: int) -> DiagonalState | None:
+        """`init` for new sequences that reuses the last ones' tensors (None where they do not fit):
+        the blocked pass reads no eps marked zero, so eps is not filled with zeros (a pass over it)."""
+        if not (isinstance(tr, DiagonalState) and tr.D is not None and tr.W.shape[0] == batch
+                and tr.W.shape[1:3] == (layer.n, 1) and tr.W.shape[-1] == layer.n_in
+                and tr.W.dtype == layer.W.dtype and tr.W.device == layer.W.device
+                and (tr.H is None) == (layer.H is None) and self._blocked(layer.cell.n_states)
+                and tr.D.shape[0] == self.block):
+            return None
+        tr.b.zero_()
+        tr.recorded, tr.contracted, tr.eps_zero = 0, False, True
         return tr
 
     def update(self, tr: DiagonalState, layer: RecurrentLayer, loc: Local, os_prev: Tensor, ob_prev: Tensor,
@@ -221,11 +238,11 @@ class DiagonalTrace:
             return
         assert tr.D is not None and tr.fI is not None and tr.u is not None and tr.pre_W is not None
         f = block_factors(tr.D[:k], tr.fI[:k], tr.u[:k] if tr.contracted else None)
-        apply_block(tr.W.view(tr.W.shape[0], tr.W.shape[1], -1), f, tr.pre_W[:k], acc["W"])
+        apply_block(tr.W.view(tr.W.shape[0], tr.W.shape[1], -1), f, tr.pre_W[:k], acc["W"], tr.eps_zero)
         if tr.H is not None:
             assert tr.pre_H is not None
-            apply_block(tr.H.view(tr.H.shape[0], tr.H.shape[1], -1), f, tr.pre_H[:k], acc["H"])
-        tr.recorded, tr.contracted = 0, False
+            apply_block(tr.H.view(tr.H.shape[0], tr.H.shape[1], -1), f, tr.pre_H[:k], acc["H"], tr.eps_zero)
+        tr.recorded, tr.contracted, tr.eps_zero = 0, False, False
 
     def contract(self, tr: DiagonalState, loc: Local, L: Tensor, acc: dict[str, Tensor]) -> None:
         if tr.u is None:
