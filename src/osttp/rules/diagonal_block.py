@@ -67,7 +67,8 @@ def apply_block(eps: Tensor, f: BlockFactors, x: Tensor, acc: Tensor | None, eps
     B, n, m = eps.shape
     k = x.shape[0]
     if acc is not None and f.v is not None:
-        acc.addmm_(f.v.reshape(k * B, n).T, x.reshape(k * B, m))
+        # in the accumulator's dtype (>= float32: half-precision networks accumulate in float32)
+        acc.addmm_(f.v.reshape(k * B, n).T.to(acc.dtype), x.reshape(k * B, m).to(acc.dtype))
     qt, xt = f.q.permute(1, 2, 0), x.permute(1, 0, 2)  # (B, n, k), (B, k, m)
     contract = acc is not None and f.c is not None and not eps_zero
     if eps.device.type != "cpu":  # whole-batch kernels: per-chunk launches would cost more than they save
