@@ -162,3 +162,9 @@ def test_new_sequences_reuse_the_trace_tensors_without_reading_them() -> None:
         learner.step(case.xs[t], case.ys[t], case.mask[t])
     want = osttp.make_learner("osttp", case.net).sequence_gradients(case.xs, case.ys, case.mask)
     assert_grads_close(learner.gradients(), want, 1e-13)
+
+
+@pytest.mark.parametrize("bad", [0, -3, 2.5, True, "16"])
+def test_a_bad_block_length_is_refused_naming_it(bad) -> None:
+    with pytest.raises(osttp.OsttpError, match=f"block must be an integer >= 1, got {bad!r}"):
+        DiagonalTrace(block=bad)
