@@ -58,6 +58,11 @@ def test_gpu_script_runs_on_the_cpu_but_for_the_graphs(tmp_path, monkeypatch) ->
     monkeypatch.setattr(gpu, "EPOCH_RULES", ["bptt", "osttp"])
     monkeypatch.setitem(step_time.GROUPS["target"], "rules", ["bptt", "osttp"])
     monkeypatch.setitem(step_time.GROUPS["spoken"], "rules", ["bptt", "osttp-fact"])
+    # the groups' kinds of network (feed-forward; recurrent soft-reset SNU with an integrator) at toy
+    # sizes: the test checks the script, not the machine
+    monkeypatch.setitem(step_time.GROUPS["target"], "hidden", [8, 8])
+    monkeypatch.setitem(step_time.GROUPS["spoken"], "hidden", [8])
+    monkeypatch.setitem(step_time.GROUPS["spoken"], "n_in", 12)
     out = tmp_path / "gpu.json"
     assert gpu.main(["--device", "cpu", "--repeats", "1", "--batches", "1", "--T", "2", "--out", str(out)]) == 0
     res = json.loads(out.read_text())
