@@ -1,6 +1,6 @@
 """The fast trace paths (docs/math.md §4.1.1, docs/performance.md): the factorized kind against the
 diagonal kind where it is exact and against its own oracle elsewhere (the generic suites in
-test_registries.py), and the fused diagonal pass against the unfused reference form."""
+test_registries.py), and the diagonal kind's blocked pass against the per-step reference form."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -13,7 +13,7 @@ import osttp
 from osttp.cells import CELLS, LIF, Local, make_cell
 from osttp.cells.base import pack_single_state
 from osttp.cells.lif import lif_membrane
-from osttp.rules import OnlineLearner, traces
+from osttp.rules import OnlineLearner, diagonal_block
 from osttp.rules.factorized import FactorizedTrace, resting_decay
 from osttp.rules.traces import DiagonalTrace
 from conftest import assert_really_spikes, make_case
@@ -117,26 +117,54 @@ def test_factorized_state_is_a_small_fraction_of_the_diagonal_state() -> None:
     assert trace_bytes("osttp-fact") * 10 <= trace_bytes("osttp")
 
 
-# ------------------------------------------------------------------------------ fused diagonal
+# ---------------------------------------------------------------------------- blocked diagonal
 
 
-@pytest.mark.parametrize("chunk_bytes, per_sample_min", [(1 << 20, 2048), (256, 0), (256, 1 << 30)])
+@pytest.mark.parametrize("chunk_bytes, per_sample_min, block", [(1 << 20, 2048, 16), (256, 0, 3), (256, 1 << 30, 5)])
 @pytest.mark.parametrize("rule", ["osttp", "ostl", "eprop-rand"])
 @pytest.mark.parametrize("cell", ["snu", "lif"])
-def test_fused_diagonal_pass_equals_the_unfused_form(monkeypatch, chunk_bytes: int, per_sample_min: int,
-                                                     rule: str, cell: str) -> None:
-    """Every branch of the fused pass (cache chunks of one or many samples, per-sample or einsum
-    contraction), with contractions right after the update (target projection) and after the
-    readout (error signals), and steps without a supervised sample, equals the reference form."""
-    monkeypatch.setattr(traces, "FUSED_CHUNK_BYTES", chunk_bytes)
-    monkeypatch.setattr(traces, "PER_SAMPLE_MIN", per_sample_min)
+def test_blocked_diagonal_pass_equals_the_per_step_form(monkeypatch, chunk_bytes: int, per_sample_min: int,
+                                                        block: int, rule: str, cell: str) -> None:
+    """Every branch of the blocked pass (cache chunks of one or many samples, per-sample or einsum
+    contraction, blocks that fill and blocks cut short by the sequence end), with contractions right
+    after the update (target projection) and after the readout (error signals), and steps without a
+    supervised sample inside a block and filling a whole block, equals the reference form."""
+    monkeypatch.setattr(diagonal_block, "CHUNK_BYTES", chunk_bytes)
+    monkeypatch.setattr(diagonal_block, "PER_SAMPLE_MIN", per_sample_min)
     case = make_case(cell, [5, 7, 6, 3], True, seed=54, T=16, B=5)
     mask = case.mask.clone()
-    mask[3:6] = 0.0  # whole steps without supervision: their update runs at the next step
+    mask[3:8] = 0.0  # whole steps without supervision, one block of 3 or 5 among them
     _, signal = osttp.rules.ONLINE_PRESETS[rule]
-    fused = osttp.make_learner(rule, case.net)
-    assert isinstance(fused.trace, DiagonalTrace) and fused.trace.fused
-    got = fused.sequence_gradients(case.xs, case.ys, mask)
-    want = OnlineLearner(case.net, DiagonalTrace(fused=False), signal).sequence_gradients(case.xs, case.ys, mask)
+    preset = osttp.make_learner(rule, case.net).trace
+    assert isinstance(preset, DiagonalTrace) and preset.block > 1  # the presets run the blocked pass
+    blocked = OnlineLearner(case.net, DiagonalTrace(block=block), signal)
+    got = blocked.sequence_gradients(case.xs, case.ys, mask)
+    want = OnlineLearner(case.net, DiagonalTrace(block=1), signal).sequence_gradients(case.xs, case.ys, mask)
     assert_grads_close(got, want, 1e-13)
     assert_grads_close(got, online_oracle(case.net, case.xs, case.ys, mask, "diagonal", signal))
+
+
+def test_new_sequences_reuse_the_trace_tensors_without_reading_them() -> None:
+    """reset() reuses the diagonal kind's eps tensors: whatever they hold (here NaN) is not read, and the
+    second sequence's gradient equals a fresh learner's."""
+    case = make_case("snu", [4, 6, 3], True, seed=57, T=7, B=3)
+    learner = osttp.make_learner("osttp", case.net)
+    learner.reset(3)
+    for t in range(5):
+        learner.step(case.xs[t], case.ys[t])
+    before = learner.stream.traces[0]
+    learner.reset(3)
+    assert learner.stream.traces[0] is before and before.eps_zero
+    before.W.fill_(float("nan"))
+    for a in learner.acc.values():
+        a.zero_()
+    for t in range(case.xs.shape[0]):
+        learner.step(case.xs[t], case.ys[t], case.mask[t])
+    want = osttp.make_learner("osttp", case.net).sequence_gradients(case.xs, case.ys, case.mask)
+    assert_grads_close(learner.gradients(), want, 1e-13)
+
+
+@pytest.mark.parametrize("bad", [0, -3, 2.5, True, "16"])
+def test_a_bad_block_length_is_refused_naming_it(bad) -> None:
+    with pytest.raises(osttp.OsttpError, match=f"block must be an integer >= 1, got {bad!r}"):
+        DiagonalTrace(block=bad)

@@ -262,7 +262,11 @@ def _train_batch(setup: Setup, out: Path, position: Position, metric: Metric, ba
         batch = setup.parallel.shard(batch)
     xs, ys, mask = (batch.xs.to(setup.device), batch.ys.to(setup.device), batch.mask.to(setup.device))
     stepper.reset(xs.shape[1])
-    outs = [stepper.step(xs[t], ys[t], mask[t]) for t in range(xs.shape[0])]
+    # A learner checks the batch's values once (`steps`); a wrapper (hardware) is driven step by step.
+    if isinstance(stepper, osttp.Learner):
+        outs = stepper.steps(xs, ys, mask)
+    else:
+        outs = torch.stack([stepper.step(xs[t], ys[t], mask[t]) for t in range(xs.shape[0])])
     position.learner_state_bytes = max(position.learner_state_bytes, setup.learner.state_nbytes())
     overflow = ""
     try:
@@ -277,7 +281,7 @@ def _train_batch(setup: Setup, out: Path, position: Position, metric: Metric, ba
                 if not math.isfinite(loss) else "a non-finite parameter after the update")
         raise Diverged(f"training diverged at epoch {position.epoch + 1}, batch {b + 1}: {what} "
                        f"(learning rate {lr} too large?); last good checkpoint: {out / 'checkpoints' / LAST}")
-    _update_metric(setup, metric, torch.stack(outs), batch)
+    _update_metric(setup, metric, outs, batch)
 
 
 def _end_epoch(setup: Setup, out: Path, position: Position, clock: _Clock, metric: Metric, nb: int,

@@ -6,6 +6,7 @@ The forward pass is `Network.step`, with the learner's `matvec` when one is set.
 """
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 
 import torch
@@ -27,6 +28,8 @@ class BPTTStream(Stream):
     # storages already counted in graph_nbytes (key -> bytes); a dict, not a set, so that a snapshot
     # (osttp.streams.learner_state, taken when no graph is held: empty) holds plain containers only
     saved_storages: dict[int, int] = field(default_factory=dict)
+    counted_steps: int = 0  # steps since the graph was cut whose saved tensors were counted one by one
+    step_nbytes: int = 0  # what the last counted step added to graph_nbytes
 
     def tensors(self) -> list[Tensor]:
         return super().tensors() + [t for st in self.states for t in st]
@@ -37,6 +40,8 @@ class BPTTStream(Stream):
 # data is ~300 B a step, is ~24 kB for its 12 saved tensors); without it a small net's graph was
 # reported 20x too small.
 AUTOGRAD_BYTES_PER_SAVED = 2048
+# Steps after each cut of the graph whose saved tensors are counted one by one (BPTTLearner._step).
+COUNTED_STEPS = 2
 
 
 class BPTTLearner(Learner):
@@ -57,6 +62,7 @@ class BPTTLearner(Learner):
         st.pending_loss = None
         st.graph_nbytes = 0
         st.saved_storages = {}
+        st.counted_steps = st.step_nbytes = 0
         # the network's own storages, never the graph's (the optimizer updates them in place)
         self._param_keys = {p.untyped_storage().data_ptr() for p in self.params.values()}
 
@@ -80,13 +86,25 @@ class BPTTLearner(Learner):
         # Tensors made under inference_mode cannot be saved for backward; a plain copy can.
         x, target, mask = (v.clone() if v.is_inference() else v for v in (x, target, mask))
         st = self.stream
-        with torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(self._count_saved, lambda t: t):
+        # Every step saves the same tensors (shapes), so the saved-tensor hook -- a Python call per
+        # saved tensor, ~10 % of a small network's step -- counts the first two steps after the graph
+        # was cut (the first may share storages with the initial state) and later steps add the second's.
+        count = st.counted_steps < COUNTED_STEPS
+        before = st.graph_nbytes
+        hooks = torch.autograd.graph.saved_tensors_hooks(self._count_saved, lambda t: t) if count \
+            else contextlib.nullcontext()
+        with torch.enable_grad(), hooks:
             o, st.states = self.net.step(x, st.states, self.matvec)
             E = (mask * loss.value(o, target)).sum()
             st.loss_sum = st.loss_sum + E.detach()  # the task loss; a regulariser is not reported in it
             if self.rate_regulariser is not None:
                 E = E + sum(self.rate_regulariser.penalty(s.y) for s in st.states[:-1])
         st.pending_loss = E if st.pending_loss is None else st.pending_loss + E
+        if count:
+            st.counted_steps += 1
+            st.step_nbytes = st.graph_nbytes - before
+        else:
+            st.graph_nbytes += st.step_nbytes
         return o.detach()
 
     def _flush(self) -> None:
@@ -102,6 +120,7 @@ class BPTTLearner(Learner):
         st.pending_loss = None
         st.graph_nbytes = 0
         st.saved_storages = {}
+        st.counted_steps = st.step_nbytes = 0
         st.states = [LayerState(s.s.detach(), s.y.detach()) for s in st.states]
 
     def state_nbytes(self) -> int:

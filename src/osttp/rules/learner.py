@@ -137,13 +137,34 @@ class Learner:
         values = not isinstance(x_t, Tensor) or x_t.device.type == "cpu" or self.stream.steps_since_reset == 0
         x_t = check_inputs("x_t", x_t, (B, net.n_in), net.dtype, net.device, values)
         target, is_index = check_targets("y_t", y_t, (B,), net.n_out, net.dtype, values)
-        if self._index_targets is not None and is_index != self._index_targets:
-            kinds = ("float target vectors", "integer class labels")
-            raise OsttpError(f"y_t holds {kinds[is_index]} but this sequence started with {kinds[not is_index]}; "
-                             "expected one kind of target per sequence (call reset() between them)")
-        self._index_targets = is_index
+        self._check_target_kind("y_t", is_index)
         mask = check_mask("m_t", m_t, (B,), net.dtype, net.device, values)
         return self._checked_step(x_t, target, mask, self._loss_for(is_index))
+
+    def steps(self, xs: Tensor, ys: Tensor, mask: Tensor | None = None) -> Tensor:
+        """`step` at every t of a batch of sequences, with the inputs checked once for the whole batch
+        instead of at every step: xs (T, B, n_in); ys (T, B) int64 or (T, B, C) float; mask (T, B) or
+        None. The schedule applies as it fires. Returns the readouts (T, B, C), detached."""
+        if self.batch_size is None:
+            raise OsttpError("call learner.reset(batch_size) before learner.steps(...)")
+        B, net = self.batch_size, self.net
+        self._check_built_as()
+        xs = check_inputs("xs", xs, (-1, B, net.n_in), net.dtype, net.device)
+        T = xs.shape[0]
+        targets, is_index = check_targets("ys", ys, (T, B), net.n_out, net.dtype)
+        self._check_target_kind("ys", is_index)
+        masks = check_mask("mask", mask, (T, B), net.dtype, net.device)
+        loss = self._loss_for(is_index)
+        return torch.stack([self._checked_step(xs[t], targets[t], masks[t], loss) for t in range(T)])
+
+    def _check_target_kind(self, name: str, is_index: bool) -> None:
+        """One kind of target per sequence: class labels or float vectors, as its first step had."""
+        if self._index_targets is not None and is_index != self._index_targets:
+            kinds = ("float target vectors", "integer class labels")
+            raise OsttpError(f"{name} holds {kinds[is_index]} but this sequence started with "
+                             f"{kinds[not is_index]}; expected one kind of target per sequence (call reset() "
+                             "between them)")
+        self._index_targets = is_index
 
     def apply(self) -> None:
         """Write the accumulated gradients into `.grad` and, with an optimizer, take its step."""

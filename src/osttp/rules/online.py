@@ -84,11 +84,15 @@ class OnlineLearner(Learner):
 
     def _reset_stream(self, batch_size: int) -> None:
         st = self.stream
+        old_traces = st.traces
         st.states, st.traces, st.signal_states = [], [], []
+        # A kind with `reinit` may reuse the last sequences' trace tensors (not filling them again).
+        reinit = getattr(self.trace, "reinit", None)
         for l, layer in enumerate(self.net.layers):
             s0 = layer.initial_state(batch_size)
             st.states.append(OnlineState(s0.s, s0.y, torch.zeros_like(s0.s), torch.zeros_like(s0.y)))
-            st.traces.append(self.trace.init(layer, batch_size))
+            tr = reinit(old_traces[l], layer, batch_size) if reinit is not None and l < len(old_traces) else None
+            st.traces.append(tr if tr is not None else self.trace.init(layer, batch_size))
             st.signal_states.append(self.signal.init_state(self.net, l, batch_size))
         st.readout = self.net.readout.initial_state(batch_size)
         st.readout_eligibility = None
@@ -107,8 +111,29 @@ class OnlineLearner(Learner):
             self._matvecs = self.net.layer_matvecs(self.matvec)
         return self._matvecs
 
-    @torch.no_grad()
+    @property
+    def acc(self) -> dict[str, Tensor]:
+        """The accumulated gradients, with the steps a trace kind has deferred added in first."""
+        self._flush_traces(when_full=False)
+        return self.stream.acc
+
+    def _flush(self) -> None:
+        self._flush_traces(when_full=False)
+
+    def _flush_traces(self, when_full: bool) -> None:
+        """Let a trace kind that defers work (TraceKind's optional `flush`) run it."""
+        flush = getattr(self.trace, "flush", None)
+        if flush is not None:
+            for tr, acc in zip(self.stream.traces, self._layer_acc_views()):
+                flush(tr, acc, when_full)
+
     def _step(self, x: Tensor, target: Tensor, mask: Tensor, loss: Loss) -> Tensor:
+        o = self._layers_step(x, target, mask, loss)
+        self._flush_traces(when_full=True)
+        return o
+
+    @torch.no_grad()
+    def _layers_step(self, x: Tensor, target: Tensor, mask: Tensor, loss: Loss) -> Tensor:
         st = self.stream
         net, signal = self.net, self.signal
         ctx = StepContext(target=target, mask=mask, loss=loss, states=st.signal_states)

@@ -33,7 +33,9 @@ import torch
 from torch import Tensor
 
 from osttp.cells import Local
+from osttp.errors import OsttpError
 from osttp.network import RecurrentLayer
+from osttp.rules.diagonal_block import apply_block, block_factors
 from osttp.registry import Registry
 
 
@@ -60,13 +62,19 @@ class EligibilityState(TraceState):
 
 @dataclass
 class DiagonalState(EligibilityState):
-    """The diagonal kind's eligibilities, plus the step recorded by a fused `update` and not yet applied
-    to W and H: the per-unit factors D (B, n, 1, 1) and fI (B, n, 1) and the presynaptic vectors."""
+    """The diagonal kind's eligibilities, plus the steps recorded by the blocked pass and not yet
+    applied (one-state cells; docs/math.md §4.1.2): W and H then hold eps at the start of the block,
+    and the buffers (K, B, ...) hold, per recorded step, D, fI, the contraction weight u = L os (zero
+    where the step was not contracted) and the presynaptic vectors. b is updated at every step."""
 
     D: Tensor | None = None
     fI: Tensor | None = None
+    u: Tensor | None = None
     pre_W: Tensor | None = None
     pre_H: Tensor | None = None
+    recorded: int = 0  # steps in the buffers
+    contracted: bool = False  # whether any recorded step was contracted
+    eps_zero: bool = False  # W and H are zero, whatever they hold: the next block writes them
 
 
 @dataclass
@@ -94,6 +102,13 @@ class TraceKind(Protocol):
                x: Tensor, y_prev: Tensor) -> None: ...
 
     def contract(self, tr: TraceState, loc: Local, L: Tensor, acc: dict[str, Tensor]) -> None: ...
+
+    # Optional, for a kind that defers work (the diagonal kind's blocked pass):
+    #   flush(tr, acc, when_full=False) -- run it and add its gradient into acc. The online learner
+    #   calls it at the end of every step with when_full=True, and with False before gradients are
+    #   read or applied and before a reset. A kind without `flush` defers nothing.
+    #   reinit(tr, layer, batch) -> state or None -- `init` for new sequences reusing the last ones'
+    #   state `tr` (None: it does not fit, `init` is called).
 
 
 def _zero_eligibilities(layer: RecurrentLayer, batch: int, per_unit: tuple[int, ...]) -> dict[str, Tensor | None]:
@@ -138,102 +153,104 @@ def contract_traces(eligibilities: Iterable[tuple[str, Tensor]], loc: Local, L: 
     acc["b"] += (L * loc.ob).sum(0)  # b also acts on y_t directly
 
 
-# A chunk of samples small enough to stay in a core's L2 cache across the fused pass's in-place
-# operations, so each number of eps comes from memory once per step (measured: docs/performance.md).
-FUSED_CHUNK_BYTES = 1 << 20
-# From this many numbers per sample on, the contraction adds sample by sample (addcmul_: no
-# temporary); below, one einsum over the chunk costs fewer operations.
-PER_SAMPLE_MIN = 2048
-
-
-def fused_diagonal_pass(eps: Tensor, D: Tensor, fI: Tensor, pre: Tensor, u: Tensor | None,
-                        acc: Tensor | None) -> None:
-    """eps <- D eps + fI pre^T, then acc += sum_b u_b eps_b -- one pass over eps, in place.
-
-    One-state cells: eps (B, n, 1, m), D (B, n, 1, 1), fI and u (B, n, 1), pre (B, m), acc (n, m).
-    On the CPU the batch is walked in cache-sized chunks of samples, so the update and the
-    contraction read eps while it is still in cache; no tensor of eps's size is allocated."""
-    B, n, m = eps.shape[0], eps.shape[1], eps.shape[-1]
-    e, d, f, p = eps.view(B, n, m), D.view(B, n, 1), fI.view(B, n, 1), pre.view(B, 1, m)
-    w = None if u is None else u.view(B, n, 1)
-    if e.device.type != "cpu":  # whole-batch kernels: per-chunk launches would cost more than they save
-        e.mul_(d).addcmul_(f, p)
-        if w is not None and acc is not None:
-            acc.add_(torch.einsum("bi,bij->ij", w[..., 0], e))
-        return
-    chunk = max(1, FUSED_CHUNK_BYTES // max(1, n * m * e.element_size()))
-    per_sample = n * m >= PER_SAMPLE_MIN
-    for s in range(0, B, chunk):
-        ec = e[s:s + chunk]
-        ec.mul_(d[s:s + chunk]).addcmul_(f[s:s + chunk], p[s:s + chunk])
-        if w is None or acc is None:
-            continue
-        if per_sample:
-            for b in range(s, s + ec.shape[0]):
-                acc.addcmul_(w[b], e[b])
-        else:
-            acc.add_(torch.einsum("bi,bij->ij", w[s:s + chunk, :, 0], ec))
-
-
 class DiagonalTrace:
     """Per-unit traces (k = i only): eps^W is (B, n, k, n_in), the size of W per sample.
 
-    fused (default; one-state cells): `update` records the step's factors D, fI and presynaptic
-    vectors, and the pass over eps runs in `contract`, fused with the contraction
-    (`fused_diagonal_pass`); a step that is not contracted (no supervised sample) is applied at the
-    next `update`. fused=False: the reference form, update then contract as separate passes."""
+    block > 1 (default 16; one-state cells): `update` and `contract` record the step's vectors, and
+    every `block` steps -- or when the learner reads its gradients (`flush`) -- one pass over eps
+    applies them all and adds their gradient (osttp.rules.diagonal_block). block = 1: the reference
+    form, update then contract as separate passes at every step."""
 
     name = "diagonal"
 
-    def __init__(self, fused: bool = True) -> None:
-        self.fused = fused
+    def __init__(self, block: int = 16) -> None:
+        if isinstance(block, bool) or not isinstance(block, int) or block < 1:
+            raise OsttpError(f"diagonal trace block must be an integer >= 1, got {block!r}")
+        self.block = block
+
+    def _blocked(self, k: int) -> bool:
+        return self.block > 1 and k == 1
 
     def nbytes(self, batch: int, n_in: int, n: int, k: int, recurrent: bool, element_size: int) -> int:
-        return batch * n * k * (n_in + (n if recurrent else 0) + 1) * element_size
+        rec = n if recurrent else 0
+        buffers = self.block * batch * (3 * n + n_in + rec) if self._blocked(k) else 0
+        return (batch * n * k * (n_in + rec + 1) + buffers) * element_size
 
     def init(self, layer: RecurrentLayer, batch: int) -> DiagonalState:
-        return DiagonalState(**_zero_eligibilities(layer, batch, ()))  # type: ignore[arg-type]
+        tr = DiagonalState(**_zero_eligibilities(layer, batch, ()))  # type: ignore[arg-type]
+        if self._blocked(layer.cell.n_states):
+            kw = {"dtype": layer.W.dtype, "device": layer.W.device}
+            K, n = self.block, layer.n
+            tr.D, tr.fI, tr.u = (torch.zeros(K, batch, n, **kw) for _ in range(3))
+            tr.pre_W = torch.zeros(K, batch, layer.n_in, **kw)
+            tr.pre_H = None if layer.H is None else torch.zeros(K, batch, n, **kw)
+            tr.eps_zero = True
+        return tr
+
+    def reinit(self, tr: TraceState, layer: RecurrentLayer, batch: int) -> DiagonalState | None:
+        """`init` for new sequences that reuses the last ones' tensors (None where they do not fit):
+        the blocked pass reads no eps marked zero, so eps is not filled with zeros (a pass over it)."""
+        if not (isinstance(tr, DiagonalState) and tr.D is not None and tr.W.shape[0] == batch
+                and tr.W.shape[1:3] == (layer.n, 1) and tr.W.shape[-1] == layer.n_in
+                and tr.W.dtype == layer.W.dtype and tr.W.device == layer.W.device
+                and (tr.H is None) == (layer.H is None) and self._blocked(layer.cell.n_states)
+                and tr.D.shape[0] == self.block):
+            return None
+        tr.b.zero_()
+        tr.recorded, tr.contracted, tr.eps_zero = 0, False, True
+        return tr
 
     def update(self, tr: DiagonalState, layer: RecurrentLayer, loc: Local, os_prev: Tensor, ob_prev: Tensor,
                x: Tensor, y_prev: Tensor) -> None:
         D = diagonal_jacobian(layer, loc, os_prev)
-        fused = self.fused and D.shape[-1] == 1
-        if fused:
-            self._apply_pending(tr, None, None)
+        if tr.D is not None:
+            self._record(tr, D, loc, x, y_prev)
         else:
             tr.W = times_blocks(D, tr.W)
+            tr.W.addcmul_(loc.fI.unsqueeze(-1), x[:, None, None, :])
             if tr.H is not None:
                 tr.H = times_blocks(D, tr.H)
+                tr.H.addcmul_(loc.fI.unsqueeze(-1), y_prev[:, None, None, :])
         # b also acts through y_{t-1} = out(s_{t-1}; b) on the unit's own state.
         tr.b = times_blocks(D, tr.b)
         tr.b.add_(loc.fb + self_coupling(layer, loc) * ob_prev.unsqueeze(-1))
-        has_H = layer.H is not None
-        if fused:
-            tr.D, tr.fI, tr.pre_W, tr.pre_H = D, loc.fI, x, (y_prev if has_H else None)
-        else:
-            tr.W.addcmul_(loc.fI.unsqueeze(-1), x[:, None, None, :])
-            if tr.H is not None:
-                tr.H.addcmul_(loc.fI.unsqueeze(-1), y_prev[:, None, None, :])
 
     @staticmethod
-    def _apply_pending(tr: DiagonalState, u: Tensor | None, acc: dict[str, Tensor] | None) -> None:
-        """Run the recorded update of W and H (with the contraction when u is given) and forget it."""
-        if tr.D is None:
+    def _record(tr: DiagonalState, D: Tensor, loc: Local, x: Tensor, y_prev: Tensor) -> None:
+        """Copy this step's vectors into the next slot of the block's buffers (the caller's `flush`
+        empties them when full, before this is called again)."""
+        assert tr.fI is not None and tr.u is not None and tr.pre_W is not None and tr.D is not None
+        r = tr.recorded
+        B, n = D.shape[:2]
+        tr.D[r].copy_(D.view(B, n))
+        tr.fI[r].copy_(loc.fI.view(B, n))
+        tr.u[r].zero_()
+        tr.pre_W[r].copy_(x)
+        if tr.pre_H is not None:
+            tr.pre_H[r].copy_(y_prev)
+        tr.recorded = r + 1
+
+    def flush(self, tr: DiagonalState, acc: dict[str, Tensor], when_full: bool = False) -> None:
+        """Apply the recorded steps to W and H and add their gradient into acc (when_full: only if the
+        buffers are full, at the end of a step)."""
+        k = tr.recorded
+        if k == 0 or (when_full and k < self.block):
             return
-        D, fI = tr.D, tr.fI
-        assert fI is not None and tr.pre_W is not None
-        fused_diagonal_pass(tr.W, D, fI, tr.pre_W, u, None if acc is None else acc["W"])
+        assert tr.D is not None and tr.fI is not None and tr.u is not None and tr.pre_W is not None
+        f = block_factors(tr.D[:k], tr.fI[:k], tr.u[:k] if tr.contracted else None)
+        apply_block(tr.W.view(tr.W.shape[0], tr.W.shape[1], -1), f, tr.pre_W[:k], acc["W"], tr.eps_zero)
         if tr.H is not None:
             assert tr.pre_H is not None
-            fused_diagonal_pass(tr.H, D, fI, tr.pre_H, u, None if acc is None else acc["H"])
-        tr.D = tr.fI = tr.pre_W = tr.pre_H = None
+            apply_block(tr.H.view(tr.H.shape[0], tr.H.shape[1], -1), f, tr.pre_H[:k], acc["H"], tr.eps_zero)
+        tr.recorded, tr.contracted, tr.eps_zero = 0, False, False
 
     def contract(self, tr: DiagonalState, loc: Local, L: Tensor, acc: dict[str, Tensor]) -> None:
-        if tr.D is None:
+        if tr.u is None:
             contract_traces(tr.eligibilities(), loc, L, acc, "bia,bia...->i...")
             return
         u = L.unsqueeze(-1) * loc.os
-        self._apply_pending(tr, u, acc)
+        tr.u[tr.recorded - 1].add_(u.view(tr.u.shape[1:]))
+        tr.contracted = True
         acc["b"] += (u * tr.b).sum((0, 2)) + (L * loc.ob).sum(0)
 
 
