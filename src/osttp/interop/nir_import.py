@@ -217,12 +217,14 @@ def from_nir(graph: Any, dt: float = 1e-4, dtype: torch.dtype = torch.float32, s
     if len(inputs) != 1:
         raise OsttpError(f"NIR graph has {len(inputs)} Input nodes; osttp reads one")
     key = chain.only_after(inputs[0])
+    if isinstance(chain.nodes[key], nir.Output):
+        raise OsttpError("NIR graph has no spiking layer (its Input feeds its Output); osttp's Network needs one")
     layers: list[_Layer] = []
     while not _is_readout(chain, key):
         layer, key = _read_layer(chain, key, dt)
         layers.append(layer)
     if not layers:
-        raise OsttpError("NIR graph has no spiking layer; osttp's Network needs at least one")
+        raise OsttpError(f"NIR graph has no spiking layer (node {key!r} feeds its readout); osttp's Network needs one")
     V, c, kappa = _read_readout(chain, key, dt)
     cell, options = _cell(layers)
     recurrent = any(layer.H is not None and np.any(layer.H != 0.0) for layer in layers)
