@@ -18,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,30 +29,46 @@ from osttp.calibration import calibrate_firing
 from osttp.evaluation import evaluate_model
 
 ROOT = Path(__file__).resolve().parents[1]
-# name: (sizes, from_sizes options, calibrate at init)
-VARIANTS: dict[str, tuple[list[int], dict[str, Any], bool]] = {
-    "old-readme (2x256 snu ff, linear, no calibration)": ([28, 256, 256, 10], {"cell": "snu"}, False),
-    "lif-rec, linear, no calibration": ([28, 256, 10], {"cell": "lif", "recurrent": True, "readout": "linear"}, False),
-    "lif-rec, linear, calibrated": ([28, 256, 10], {"cell": "lif", "recurrent": True, "readout": "linear"}, True),
-    "lif-rec, integrator, no calibration": ([28, 256, 10], {"cell": "lif", "recurrent": True,
-                                                            "readout": "integrator"}, False),
-    "lif-rec, integrator, calibrated": ([28, 256, 10], {"cell": "lif", "recurrent": True,
-                                                        "readout": "integrator"}, True),
+
+
+@dataclass(frozen=True)
+class Variant:
+    sizes: list[int]
+    options: dict[str, Any]
+    calibrate: bool           # 10 % firing at init on the first 256 training sequences
+    rule: str = "osttp"
+    rate_reg: float = 0.0     # RateRegulariser(rate_reg, 0.1) when > 0
+
+
+LIF_REC = {"cell": "lif", "recurrent": True}
+VARIANTS: dict[str, Variant] = {
+    "old-readme (2x256 snu ff, linear, no calibration)": Variant([28, 256, 256, 10], {"cell": "snu"}, False),
+    "2x256 snu ff, linear, calibrated": Variant([28, 256, 256, 10], {"cell": "snu"}, True),
+    "lif-rec, linear, no calibration": Variant([28, 256, 10], {**LIF_REC, "readout": "linear"}, False),
+    "lif-rec, linear, calibrated": Variant([28, 256, 10], {**LIF_REC, "readout": "linear"}, True),
+    "lif-rec, integrator, no calibration": Variant([28, 256, 10], {**LIF_REC, "readout": "integrator"}, False),
+    "lif-rec, integrator, calibrated": Variant([28, 256, 10], {**LIF_REC, "readout": "integrator"}, True),
+    "lif-rec, linear, calibrated, osttp-centred + rate reg 0.3": Variant(
+        [28, 256, 10], {**LIF_REC, "readout": "linear"}, True, "osttp-centred", 0.3),
+    "lif-rec, integrator, calibrated, osttp-centred + rate reg 0.3": Variant(
+        [28, 256, 10], {**LIF_REC, "readout": "integrator"}, True, "osttp-centred", 0.3),
 }
 CLI = {"cli configs/smnist_rows.toml --rule osttp": ["--config", "configs/smnist_rows.toml", "--rule", "osttp"],
        "cli configs/smnist_rows_osttp.toml (osttp-centred, rate reg)": ["--config", "configs/smnist_rows_osttp.toml"]}
 
 
-def train_library(sizes: list[int], options: dict[str, Any], calibrate: bool, seed: int, limit: int,
-                  epochs: int) -> dict[str, Any]:
+def train_library(v: Variant, seed: int, limit: int, epochs: int) -> dict[str, Any]:
     """The README's loop as written, then the valid accuracy under both decision rules."""
     train = osttp.tasks.load("smnist-rows", "train", limit=limit)
     valid = osttp.tasks.load("smnist-rows", "valid", limit=limit)
-    net = osttp.Network.from_sizes(sizes, seed=seed, **options)
-    if calibrate:
+    net = osttp.Network.from_sizes(v.sizes, seed=seed, **v.options)
+    if v.calibrate:
         calibrate_firing(net, next(iter(train.batches(256))).xs, rate=0.1)
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)
-    learner = osttp.make_learner("osttp", net, optimizer=opt, schedule="sequence-end")
+    learner = osttp.make_learner(v.rule, net, optimizer=opt, schedule="sequence-end")
+    learner.fit(train)  # the centred target projection's class prior; nothing for plain osttp
+    if v.rate_reg > 0:
+        learner.rate_regulariser = osttp.RateRegulariser(v.rate_reg, 0.1)
     start = time.perf_counter()
     for epoch in range(epochs):
         for batch in train.batches(128, shuffle=True, seed=seed * 1000 + epoch):
@@ -90,7 +107,7 @@ def main() -> None:
             if wanted and not any(w in name for w in wanted):
                 continue
             if name in VARIANTS:
-                row = train_library(*VARIANTS[name], seed=seed, limit=args.limit, epochs=args.epochs)
+                row = train_library(VARIANTS[name], seed=seed, limit=args.limit, epochs=args.epochs)
             else:
                 row = train_cli(CLI[name], seed=seed, limit=args.limit, epochs=args.epochs)
             rows.setdefault(name, {})[str(seed)] = row

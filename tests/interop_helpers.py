@@ -8,16 +8,17 @@ from osttp import Network
 
 
 def firing_net(sizes: list[int], cell: str, options: dict, recurrent: bool, readout: str = "linear",
-               dtype: torch.dtype = torch.float64, seed: int = 1) -> Network:
-    """A network whose biases are perturbed (so per-unit thresholds are not all equal) and whose input
-    weights are scaled up, so every layer spikes on a good fraction of its units."""
+               dtype: torch.dtype = torch.float64, seed: int = 1, vary_thresholds: bool = True) -> Network:
+    """A network whose input weights are scaled up, so every layer spikes on a good fraction of its
+    units, and (vary_thresholds) whose biases are perturbed, so per-unit thresholds are not all equal."""
     net = Network.from_sizes(sizes, cell=cell, recurrent=recurrent, cell_options=options, readout=readout,
                              dtype=dtype, seed=seed)
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for layer in net.layers:
             layer.W.mul_(2.0)
-            layer.b.add_(0.1 * torch.randn(layer.b.shape, generator=gen, dtype=dtype))
+            if vary_thresholds:
+                layer.b.add_(0.1 * torch.randn(layer.b.shape, generator=gen, dtype=dtype))
     return net
 
 
