@@ -16,7 +16,7 @@ import torch
 
 from osttp.errors import OsttpError
 from osttp.interop.discretisation import euler_input_gain, leak_from_tau
-from osttp.interop.nir_export import _nir
+from osttp.interop.nir_export import load_nir
 from osttp.network import Network
 
 
@@ -209,7 +209,7 @@ def from_nir(graph: Any, dt: float = 1e-4, dtype: torch.dtype = torch.float32, s
     """A Network whose step is the graph's forward-Euler step at `dt` (docs/interop.md).
 
     The feedback matrices of the online rules are not part of NIR: they are drawn from `seed`."""
-    nir = _nir()
+    nir = load_nir()
     if not isinstance(graph, nir.NIRGraph):
         raise OsttpError(f"from_nir needs a nir.NIRGraph, got {type(graph).__name__}")
     chain = _Chain(nir, graph)
