@@ -90,6 +90,17 @@ def train_cli(flags: list[str], seed: int, limit: int, epochs: int) -> dict[str,
     return {"valid_accuracy": {"config": res["last_valid_metric"]}, "train_s": res["train_s"]}
 
 
+def table(rows: dict[str, Any]) -> str:
+    """Markdown: per row, the valid accuracy (mean over seeds, and each seed) per decision rule."""
+    lines = ["| network and recipe | decision | valid accuracy (mean) | per seed |", "|---|---|---|---|"]
+    for name, seeds in rows.items():
+        for decision in next(iter(seeds.values()))["valid_accuracy"]:
+            accs = [seeds[s]["valid_accuracy"][decision] for s in sorted(seeds)]
+            lines.append(f"| {name} | {decision} | {sum(accs) / len(accs):.3f} | "
+                         f"{', '.join(f'{a:.3f}' for a in accs)} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--limit", type=int, default=10000, help="training (and valid) sequences")
@@ -97,7 +108,11 @@ def main() -> None:
     ap.add_argument("--seeds", default="0", help="comma-separated")
     ap.add_argument("--only", default="", help="comma-separated substrings of the variant names to run")
     ap.add_argument("--out", default="results/defaults.json")
+    ap.add_argument("--table", action="store_true", help="print the table of --out and stop")
     args = ap.parse_args()
+    if args.table:
+        print(table(json.loads(Path(args.out).read_text())["rows"]))
+        return
     torch.set_num_threads(1)
     out = Path(args.out)
     rows: dict[str, Any] = json.loads(out.read_text())["rows"] if out.exists() else {}
