@@ -14,7 +14,10 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	# torch first and pinned: the CPU wheel on this machine; an unpinned torch pulls a multi-GB CUDA build.
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/pip install -q -e '.[test]' torch==2.13.0
+	# norse without its declared torchvision (only its dataset modules import it; the index's torchvision
+	# wheels are CUDA builds that fail beside the CPU torch): its NIR importer needs torch, nir, nirtorch
+	$(BIN)/pip install -q --no-deps norse==1.1.0
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -23,7 +26,7 @@ demo: $(STAMP)
 	$(BIN)/osttp demo
 
 test: $(STAMP)
-	$(BIN)/python -m pytest tests
+	$(BIN)/python -m pytest -rs tests  # -rs: each skipped test with its reason
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/step_time.py

@@ -17,17 +17,17 @@ TYPE_CHECKING = False  # not `typing`: the fewer modules before the CLI's Ctrl-C
 __version__ = "0.1.0"
 
 _LAZY = {"available_cells": "osttp.cells", "make_cell": "osttp.cells", "Network": "osttp.network",
-         **{name: "osttp.rules" for name in ("BPTTLearner", "Learner", "OnlineLearner", "Schedule",
+         **{name: "osttp.rules" for name in ("BPTTLearner", "Learner", "OnlineLearner", "RateRegulariser", "Schedule",
                                              "available_learners", "make_learner")}}
 
-__all__ = ["BPTTLearner", "DataError", "Learner", "Network", "OnlineLearner", "OsttpError", "Schedule",
-           "available_cells", "available_learners", "make_cell", "make_learner"]
+__all__ = ["BPTTLearner", "DataError", "Learner", "Network", "OnlineLearner", "OsttpError", "RateRegulariser",
+           "Schedule", "available_cells", "available_learners", "make_cell", "make_learner"]
 
 if TYPE_CHECKING:  # what the lazy names are, for type checkers
     from osttp.cells import available_cells, make_cell
     from osttp.network import Network
-    from osttp.rules import (BPTTLearner, Learner, OnlineLearner, Schedule, available_learners,
-                             make_learner)
+    from osttp.rules import (BPTTLearner, Learner, OnlineLearner, RateRegulariser, Schedule,
+                             available_learners, make_learner)
 
 
 def __getattr__(name: str) -> object:

@@ -8,6 +8,7 @@
     osttp data    check|path                                dataset files
     osttp sweep   SPEC [--workers N] [--out DIR]            hyper-parameter search (Optuna) on the valid split
     osttp stream  --task T --rule R [--drift D] --out DIR   learn while processing: prequential metrics on a stream
+    osttp export  RUN_DIR --format nir --out model.nir      a trained run's network as a NIR graph (docs/interop.md)
 
 Exit codes: 0 success, 2 bad input (one line on stderr), 3 training diverged (NaN/Inf), 130 interrupted.
 """
@@ -35,6 +36,7 @@ from osttp.experiment.tomlio import read_toml
 EXIT_BAD_INPUT = 2
 EXIT_DIVERGED = 3
 EXIT_INTERRUPTED = 130
+POSITIONAL_CONFIG = ("train", "compare", "stream")  # `osttp train CONFIG` as well as `--config CONFIG`
 DEMO_MARKER = ".osttp-demo"  # a directory holding it was made by `osttp demo` and may be replaced by it
 
 
@@ -54,6 +56,8 @@ def _add_config_options(p: argparse.ArgumentParser, cmd: str) -> None:
     config.SCHEMA that declares a flag for this command."""
     g = p.add_argument_group("experiment (override the config file; see docs/cli.md for the keys)")
     g.add_argument("--config", metavar="FILE", help="TOML config file (defaults < file < flags)")
+    if cmd in POSITIONAL_CONFIG:
+        g.add_argument("config_file", nargs="?", metavar="CONFIG", help="the TOML config file, as --config FILE")
     for sec, keys in C.SCHEMA.items():
         for name, key in keys.items():
             if key.flag and cmd in key.commands:
@@ -83,9 +87,13 @@ def _flags_config(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _file_config(args: argparse.Namespace) -> list[tuple[dict[str, Any], str]]:
-    if not args.config:
+    positional = getattr(args, "config_file", None)
+    if positional and args.config and positional != args.config:
+        raise OsttpError(f"two config files: {positional!r} and --config {args.config!r}; expected one")
+    path = args.config or positional
+    if not path:
         return []
-    return [(read_toml(args.config), f"config file {args.config!r}")]
+    return [(read_toml(path), f"config file {path!r}")]
 
 
 def _command(argv: Sequence[str]) -> str:
@@ -307,6 +315,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_sweep_arguments(add("sweep", _cmd_sweep, "search config keys with Optuna; trials selected on the valid split"))
     _add_config_options(add("stream", _cmd_stream, "learn while processing: one rule on a (drifting) stream, "
                                                    "scored prequentially (docs/streaming.md)"), "stream")
+    from osttp.experiment.export import add_arguments as add_export_arguments, command as export_command
+
+    add_export_arguments(add("export", export_command, "a trained run's network in another tool's format "
+                                                       "(docs/interop.md)"))
     return p
 
 

@@ -156,7 +156,7 @@ def evaluate(net: Network, hardware: HardwareTraining | None, task: Task, *, t: 
     `seed` seeds the read noise, so a call is reproducible and leaves the training streams alone."""
     model = HardwareForward(net, hardware, t, drift_compensation, read_noise, seed, io_bits, io_out_bound)
     return evaluate_model(model, task, batch_size=batch_size, max_batches=max_batches, device=net.device,
-                          dtype=net.dtype)
+                          dtype=net.dtype, decision="last")
 
 
 def evaluate_drift(net: Network, hardware: HardwareTraining, task: Task,

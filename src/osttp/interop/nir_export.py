@@ -26,7 +26,7 @@ from osttp.interop.discretisation import tau_from_leak
 from osttp.network import Network, RecurrentLayer
 
 
-def _nir() -> Any:
+def load_nir() -> Any:
     try:
         import nir
     except ImportError:
@@ -125,7 +125,7 @@ def to_nir(net: Network, dt: float = 1e-4, unit_resistance: bool = False) -> Any
     dt: the step the time constants are written for (1e-4: snnTorch's importer assumes it; pass the same
     dt to norse's from_nir). unit_resistance: write r = 1 and put the Euler input gain into the
     weights (what norse's importer expects); both forms mean the same dynamics under NIR."""
-    nir = _nir()
+    nir = load_nir()
     if not (isinstance(dt, (int, float)) and not isinstance(dt, bool) and dt > 0):
         raise OsttpError(f"dt must be a positive number of seconds, got {dt!r}")
     nodes: dict[str, Any] = {"input": nir.Input(input_type=np.array([net.n_in]))}

@@ -16,7 +16,7 @@ import torch
 
 from osttp.errors import OsttpError
 from osttp.interop.discretisation import euler_input_gain, leak_from_tau
-from osttp.interop.nir_export import _nir
+from osttp.interop.nir_export import load_nir
 from osttp.network import Network
 
 
@@ -209,7 +209,7 @@ def from_nir(graph: Any, dt: float = 1e-4, dtype: torch.dtype = torch.float32, s
     """A Network whose step is the graph's forward-Euler step at `dt` (docs/interop.md).
 
     The feedback matrices of the online rules are not part of NIR: they are drawn from `seed`."""
-    nir = _nir()
+    nir = load_nir()
     if not isinstance(graph, nir.NIRGraph):
         raise OsttpError(f"from_nir needs a nir.NIRGraph, got {type(graph).__name__}")
     chain = _Chain(nir, graph)
@@ -217,12 +217,14 @@ def from_nir(graph: Any, dt: float = 1e-4, dtype: torch.dtype = torch.float32, s
     if len(inputs) != 1:
         raise OsttpError(f"NIR graph has {len(inputs)} Input nodes; osttp reads one")
     key = chain.only_after(inputs[0])
+    if isinstance(chain.nodes[key], nir.Output):
+        raise OsttpError("NIR graph has no spiking layer (its Input feeds its Output); osttp's Network needs one")
     layers: list[_Layer] = []
     while not _is_readout(chain, key):
         layer, key = _read_layer(chain, key, dt)
         layers.append(layer)
     if not layers:
-        raise OsttpError("NIR graph has no spiking layer; osttp's Network needs at least one")
+        raise OsttpError(f"NIR graph has no spiking layer (node {key!r} feeds its readout); osttp's Network needs one")
     V, c, kappa = _read_readout(chain, key, dt)
     cell, options = _cell(layers)
     recurrent = any(layer.H is not None and np.any(layer.H != 0.0) for layer in layers)

@@ -5,11 +5,12 @@ from osttp.rules.bptt import BPTTLearner
 from osttp.rules.learner import Learner
 from osttp.rules.losses import Loss, make_loss
 from osttp.rules.online import OnlineLearner
+from osttp.rules.regularisers import RateRegulariser
 from osttp.rules.presets import ONLINE_PRESETS, PRESETS, available_learners, make_learner, register_online_preset
 from osttp.rules.schedules import Schedule, make_schedule
 from osttp.rules.signals import SIGNALS, make_signal
 from osttp.rules.traces import TRACE_KINDS, make_trace
 
-__all__ = ["BPTTLearner", "Learner", "Loss", "ONLINE_PRESETS", "OnlineLearner", "PRESETS", "SIGNALS", "Schedule",
-           "TRACE_KINDS", "available_learners", "make_learner", "make_loss", "make_schedule", "make_signal",
+__all__ = ["BPTTLearner", "Learner", "Loss", "ONLINE_PRESETS", "OnlineLearner", "PRESETS", "RateRegulariser",
+           "SIGNALS", "Schedule", "TRACE_KINDS", "available_learners", "make_learner", "make_loss", "make_schedule", "make_signal",
            "make_trace", "register_online_preset"]
