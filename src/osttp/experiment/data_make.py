@@ -50,7 +50,8 @@ def _progress(quiet: bool) -> tuple[Callable[[int, int], None], Callable[[], Non
 
 def _check_args(args: argparse.Namespace) -> tuple[Path, Path, int]:
     if args.dataset not in DATASETS:
-        raise OsttpError(f"osttp data make {args.dataset or ''}: expected a dataset name, one of {', '.join(DATASETS)}")
+        got = "no dataset named" if args.dataset is None else f"dataset {args.dataset!r}"
+        raise OsttpError(f"osttp data make: {got}; expected one of {', '.join(DATASETS)}")
     if args.source is None:
         raise OsttpError(f"osttp data make {args.dataset}: --source DIR is required (a git clone of the public "
                          "free-spoken-digit-dataset repository, or its recordings/ folder)")
