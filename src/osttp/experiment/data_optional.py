@@ -10,23 +10,14 @@ verify is.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
 from osttp.errors import DataError
 from osttp.tasks import data
-from osttp.tasks.data import FileStatus
+from osttp.tasks.data import FileStatus, file_sha256
 
 FSDD_DIR = "fsdd/recordings"
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _manifest_problem(relpath: str, path: Path) -> str | None:
@@ -40,7 +31,7 @@ def _manifest_problem(relpath: str, path: Path) -> str | None:
         return f"{manifest} cannot be read as the converter's manifest ({type(e).__name__})"
     if not isinstance(entry, dict) or "sha256" not in entry:
         return f"{manifest} lists no SHA-256 for {path.name}"
-    got = _sha256(path)
+    got = file_sha256(path)
     if got != entry["sha256"]:
         return f"SHA-256 is {got}, manifest.json says {entry['sha256']} (changed or damaged file; rebuild it)"
     return None
