@@ -91,6 +91,12 @@ def _lif_spikes(counts: np.ndarray, dt: float, tau_mem: float, tau_syn: float, r
             if v[j] > 1.0:
                 v[j] = 1.0
             hold[j] -= 1.0
+    # a spike is emitted when the step after it resets V; one reached on the last step has no such step
+    for j in range(channels):
+        if steps > 0 and v[j] >= 1.0:
+            out_t[n] = steps - 1
+            out_c[n] = j
+            n += 1
     return out_t[:n].copy(), out_c[:n].copy()
 
 

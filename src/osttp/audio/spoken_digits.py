@@ -10,7 +10,6 @@ matrix) lives in out/work/ and makes a rerun resume; it can be deleted once the 
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import resource
@@ -26,20 +25,13 @@ from osttp.audio.fsdd import (DIGIT_NAMES, RECORDINGS_SHA256, SPEAKERS, SPLIT_KI
                               recordings_dir, recordings_digest)
 from osttp.audio.spikefile import write_spike_file
 from osttp.errors import DataError
+from osttp.tasks.data import file_sha256
 
 SPLITS = ("train", "valid", "test")
 
 
 def spike_file_name(kind: str, split: str) -> str:
     return f"{kind}_{split}.h5"
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _sources(source: str | os.PathLike[str]) -> tuple[list, list[Source]]:
@@ -74,7 +66,7 @@ def make_spoken_digits(source: str | os.PathLike[str], out: str | os.PathLike[st
                              [r.digit for r in chosen], [SPEAKERS.index(r.speaker) for r in chosen],
                              DIGIT_NAMES, [r.key for r in chosen])
             files[name] = {"samples": len(chosen), "spikes": int(sum(spikes[r.key][0].size for r in chosen)),
-                           "sha256": _sha256(out_dir / name)}
+                           "sha256": file_sha256(out_dir / name)}
     manifest = {
         "dataset": "spoken-digits (FSDD through the cochlea, SHD layout)",
         "source": str(recordings_dir(source)), "recordings": len(recs),

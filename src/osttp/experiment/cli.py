@@ -6,6 +6,7 @@
     osttp list                                              tasks, rules, cells
     osttp demo                                              OSTTP vs DRTP vs BPTT on delayed XOR (configs/demo.toml)
     osttp data    check|path                                dataset files
+    osttp data    make spoken-digits --source DIR [--jobs N]   spike files from FSDD recordings
     osttp sweep   SPEC [--workers N] [--out DIR]            hyper-parameter search (Optuna) on the valid split
     osttp stream  --task T --rule R [--drift D] --out DIR   learn while processing: prequential metrics on a stream
     osttp export  RUN_DIR --format nir --out model.nir      a trained run's network as a NIR graph (docs/interop.md)
@@ -280,7 +281,11 @@ def _cmd_list(args: argparse.Namespace, argv: Sequence[str]) -> int:
 
 def _cmd_data(args: argparse.Namespace, argv: Sequence[str]) -> int:
     from osttp.experiment.data_cmd import data_check, data_path
+    from osttp.experiment.data_make import check_no_make_options, data_make
 
+    if args.data_cmd == "make":
+        return data_make(args)
+    check_no_make_options(args)
     return data_path() if args.data_cmd == "path" else data_check()
 
 
@@ -308,8 +313,12 @@ def build_parser() -> argparse.ArgumentParser:
     add("list", _cmd_list, "tasks, rules and cells")
     _add_config_options(add("demo", _cmd_demo, "OSTTP vs DRTP vs BPTT on delayed XOR in a few minutes "
                                                "(configs/demo.toml, output in runs/demo)"), "demo")
-    d = add("data", _cmd_data, "where datasets are looked for, and whether their checksums hold")
-    d.add_argument("data_cmd", choices=["check", "path"])
+    d = add("data", _cmd_data, "where datasets are looked for, whether their checksums hold, and building "
+                               "the spoken-digit files (make spoken-digits --source DIR)")
+    d.add_argument("data_cmd", choices=["check", "path", "make"])
+    from osttp.experiment.data_make import add_arguments as add_make_arguments
+
+    add_make_arguments(d)
     from osttp.experiment.sweep import add_arguments as add_sweep_arguments
 
     add_sweep_arguments(add("sweep", _cmd_sweep, "search config keys with Optuna; trials selected on the valid split"))

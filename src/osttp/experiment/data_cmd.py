@@ -1,10 +1,11 @@
 """`osttp data check` and `osttp data path`: the dataset files and their search path, printed
-(osttp.tasks.data finds and verifies them)."""
+(osttp.tasks.data finds and verifies them; experiment.data_optional the optional datasets)."""
 from __future__ import annotations
 
 import os
 import sys
 
+from osttp.experiment.data_optional import optional_statuses
 from osttp.tasks import data
 
 
@@ -19,11 +20,20 @@ def data_check() -> int:
             print(f"BAD      {st.relpath}  {st.path}: {st.problem}")
         else:
             print(f"ok       {st.relpath}  {st.path}")
+    found, absent = optional_statuses()
+    for st in found:
+        print(f"{'ok' if st.problem is None else 'BAD':<8} {st.relpath}  {st.path}"
+              + ("" if st.problem is None else f": {st.problem}"))
+    if absent:
+        print(f"optional, not present: {', '.join(absent)}")
     bad = sum(st.problem is not None for st in statuses)
-    if bad:
-        print(f"{bad} of {len(statuses)} dataset files missing or invalid ({data.DOCS})")
+    bad_optional = sum(st.problem is not None for st in found)
+    if bad or bad_optional:
+        print(f"{bad} of {len(statuses)} dataset files missing or invalid, {bad_optional} optional ones "
+              f"invalid ({data.DOCS})")
         return 2
-    print(f"all {len(statuses)} dataset files present and verified")
+    print(f"all {len(statuses)} dataset files present and verified"
+          + (f", and {len(found)} optional item(s)" if found else ""))
     return 0
 
 

@@ -136,6 +136,15 @@ def _read(relpath: str, path: Path) -> bytes:
         raise _fail(relpath, path, f"cannot be read ({e.strerror or e})") from None
 
 
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """SHA-256 of a file's bytes, read in 1 MiB chunks (a large file is not held in memory)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
 def _check_digest(relpath: str, path: Path, data: bytes) -> None:
     f = _file(relpath)
     if not f.sha256:
