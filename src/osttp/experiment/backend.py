@@ -143,6 +143,23 @@ class FloatBackend(Backend):
         return []
 
 
+def _range_factors(net: Network, h: Mapping[str, Any]) -> dict[str, float] | None:
+    """Per-layer range factors (HardwareTraining's auto_w_max): w_range, the readout's readout_w_range
+    when set; None when w_range is 0 (the device's own w_max everywhere)."""
+    if not h["w_range"]:
+        return None
+    readout = h["readout_w_range"] or h["w_range"]
+    return {n: readout if n == "readout.weight" else h["w_range"]
+            for n in hardware.select_weights(net, hardware.DEFAULT_WEIGHTS)}
+
+
+def _scheme_options(h: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The mixed-precision accumulator's threshold and pulse budget (other schemes: their defaults)."""
+    if h["update"] != "mixed-precision":
+        return None
+    return {"threshold": h["accumulator_threshold"], "max_pulses": h["max_pulses"] or None}
+
+
 class HardwareBackend(Backend):
     """The weight matrices in simulated devices ([hardware]), via osttp.hardware.HardwareTraining.
 
@@ -157,7 +174,8 @@ class HardwareBackend(Backend):
         device: hardware.DeviceConfig = hardware.get_device(h["synapse"], **options)
         self.hw = hardware.HardwareTraining(net, device=device, scheme=h["update"], lr=cfg["train"]["lr"],
                                             seed=derive_seed(cfg["train"]["seed"], "hardware"),
-                                            auto_w_max=h["w_range"] or None, io_bits=h["io_bits"] or None)
+                                            auto_w_max=_range_factors(net, h), io_bits=h["io_bits"] or None,
+                                            scheme_options=_scheme_options(h))
         self.optimizer = self.hw.optimizer  # weights: SGD through the devices; biases: digital SGD
         self.eval_seed = derive_seed(cfg["train"]["seed"], "hardware-eval")
 
@@ -188,6 +206,8 @@ class HardwareBackend(Backend):
     def result_fields(self) -> dict[str, Any]:
         h = self.cfg["hardware"]
         return {"synapse": h["synapse"], "update": h["update"], "w_range": h["w_range"],
+                "readout_w_range": h["readout_w_range"], "accumulator_threshold": h["accumulator_threshold"],
+                "max_pulses": h["max_pulses"],
                 **hardware.device_options(h["synapse"], h), "pulses": self.hw.pulse_counts(), "hardware": self.hw.describe()}
 
     def drift_rows(self, task: Task, batch_size: int, max_batches: int | None) -> list[dict[str, Any]]:

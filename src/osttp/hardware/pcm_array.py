@@ -138,7 +138,7 @@ class PCMArray(SynapseArray):
         rounds = int(torch.maximum(n_pos, n_neg).max()) if n_pos.numel() else 0
         for r in range(rounds):
             self._fire(n_pos > r, n_neg > r)
-        self.pulse_count += n_pos + n_neg
+        self._count_update(n_pos, n_neg)
 
     def _reset(self, mask: Tensor) -> None:
         """RESET all devices of the synapses in `mask` to the initial (amorphous) state, now."""
@@ -210,5 +210,5 @@ class PCMArray(SynapseArray):
         return n
 
     def stats(self) -> dict[str, int]:
-        return {"update_pulses": self.total_pulses, "program_pulses": self.program_pulses,
-                "refreshes": self.refresh_count, "unconverged": self.unconverged}
+        return {**super().stats(), "program_pulses": self.program_pulses, "refreshes": self.refresh_count,
+                "unconverged": self.unconverged}
