@@ -40,7 +40,7 @@ def test_pcm_run_writes_pulses_and_drift(tmp_path, capsys):
     assert all("accuracy" in r for r in rows)
     assert (out / "drift.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     d = res["drift"]
-    assert d["metric"] == "accuracy" and d["first"]["t_s"] == 1.0 and d["last"]["t_s"] == 86400.0
+    assert d["metric"] == "accuracy" and d["first"]["t_s"] == 1.0 and d["last"]["t_s"] == 2592000.0
     assert set(d["last"]) == {"t_s", "compensation", "no_compensation"}
     assert "hardware" in _load(out / "model.pt") and _load(out / "checkpoints" / "last.pt")["hardware"]
     # report: one drift plot per run with drift.json, named in the markdown

@@ -177,6 +177,8 @@ class HardwareBackend(Backend):
                                             auto_w_max=_range_factors(net, h), io_bits=h["io_bits"] or None,
                                             scheme_options=_scheme_options(h))
         self.optimizer = self.hw.optimizer  # weights: SGD through the devices; biases: digital SGD
+        # After the initial programming; a resumed run rebuilds the same devices, so the same histogram.
+        self.histograms_before = hardware.conductance_histograms(self.hw.synapses.arrays)
         self.eval_seed = derive_seed(cfg["train"]["seed"], "hardware-eval")
 
     def stepper(self, learner: osttp.Learner) -> Stepper:
@@ -208,7 +210,9 @@ class HardwareBackend(Backend):
         return {"synapse": h["synapse"], "update": h["update"], "w_range": h["w_range"],
                 "readout_w_range": h["readout_w_range"], "accumulator_threshold": h["accumulator_threshold"],
                 "max_pulses": h["max_pulses"],
-                **hardware.device_options(h["synapse"], h), "pulses": self.hw.pulse_counts(), "hardware": self.hw.describe()}
+                **hardware.device_options(h["synapse"], h), "pulses": self.hw.pulse_counts(), "hardware": self.hw.describe(),
+                "conductance_histograms": {"before": self.histograms_before,
+                                           "after": hardware.conductance_histograms(self.hw.synapses.arrays)}}
 
     def drift_rows(self, task: Task, batch_size: int, max_batches: int | None) -> list[dict[str, Any]]:
         if not self.cfg["hardware"]["drift_eval"]:

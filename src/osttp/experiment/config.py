@@ -191,7 +191,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
                        help="DAC/ADC resolution of every crossbar, in training and evaluation (0: exact "
                             "products, the default; 8: the usual 8-bit converters)"),
         "drift_eval": Key("bool", True, flag="--drift-eval",
-                          help="with hardware: test metric from 1 s to 1 day after programming, drift.json/.png "
+                          help="with hardware: test metric from 1 s to 1 month after programming, drift.json/.png "
                                "(default on)"),
     },
     "run": {

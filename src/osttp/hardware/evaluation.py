@@ -2,7 +2,7 @@
 
     evaluate(net, hw, task, t=3600.0)                     # metric one hour after now
     model = HardwareForward(net, hw, t=3600.0)            # xs -> outputs, for any evaluation loop
-    rows = evaluate_drift(net, hw, task)                  # 1 s .. 1 day, without/with compensation
+    rows = evaluate_drift(net, hw, task)                  # 1 s .. 1 month, without/with compensation
     plot_drift(rows, "docs/hardware_drift.png")          # osttp.plots.plot_drift, re-exported here
 
 The forward pass here is the network's own (`Network.forward`), with its `matvec` hook routing each
@@ -44,8 +44,9 @@ from osttp.hardware.training import HardwareTraining
 from osttp.network import Network
 from osttp.tasks import Task
 
-# 1 s .. 1 day (86 400 s), 9 points evenly spaced in log time.
-DEFAULT_DRIFT_TIMES: tuple[float, ...] = tuple(86400.0 ** (i / 8) for i in range(9))
+# 1 s .. 1 month: 1 s, 1 min, 10 min, 1 h, 6 h, 1 day, 1 week, 30 days (s); the four a hardware report
+# quotes (1 s, 1 h, 1 day, 1 month) are among them.
+DEFAULT_DRIFT_TIMES: tuple[float, ...] = (1.0, 60.0, 600.0, 3600.0, 21600.0, 86400.0, 604800.0, 2592000.0)
 
 
 class _Crossbar:

@@ -74,7 +74,7 @@ def conductance_histograms(arrays: Mapping[str, SynapseArray], bins: int = 24,
             continue
         lo, hi = array.config.g_min, array.config.g_max
         g_pos, g_neg = array.conductances(t, read_noise=False)
-        entry: dict[str, list[float]] = {"edges": torch.linspace(lo, hi, bins + 1).tolist()}
+        entry: dict[str, list[float]] = {"edges": torch.linspace(lo, hi, bins + 1, dtype=torch.float64).tolist()}
         for key, g in (("g_pos", g_pos), ("g_neg", g_neg)):
             clipped = torch.clamp(g.detach().double().flatten(), lo, hi)
             entry[key] = torch.histc(clipped, bins=bins, min=lo, max=hi).tolist()
