@@ -142,6 +142,32 @@ def plot_drift_rules(runs: list[dict[str, Any]], summary: dict[str, Any], metric
     plt.close(fig)
 
 
+def plot_histograms(run: dict[str, Any], path: str) -> None:
+    """Conductance histograms of one hardware run: per matrix, G+ and G- before and after training."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    hist = run["conductance_histograms"]
+    names = list(hist["after"])
+    fig, axes = plt.subplots(1, len(names), figsize=(4.2 * len(names), 3.2), squeeze=False)
+    for ax, name in zip(axes[0], names):
+        for when, style in (("before", ":"), ("after", "-")):
+            h = hist[when][name]
+            for key, color in (("g_pos", "C0"), ("g_neg", "C3")):
+                ax.stairs(h[key], h["edges"], color=color, linestyle=style, label=f"{key[2:]} {when}")
+        ax.set_yscale("log")
+        ax.set_xlabel("conductance G (µS)")
+        ax.set_title(name, fontsize=10)
+    axes[0][0].set_ylabel("devices")
+    axes[0][0].legend(fontsize=7)
+    fig.suptitle(f"{run['rule']} seed {run['seed']}: PCM conductances before / after training", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def main(config: str, rules: list[str], seeds: list[int], runs_dir: str, out: str, plot: str,
          extra: list[str], command: str) -> None:
     t0 = time.perf_counter()
@@ -156,4 +182,6 @@ def main(config: str, rules: list[str], seeds: list[int], runs_dir: str, out: st
     print_tables(summary, drift)
     if plot:
         plot_drift_rules(runs, summary, metric, plot, f"{Path(config).stem}: PCM, drift after training")
+        first = next(r for r in runs if "conductance_histograms" in r)
+        plot_histograms(first, plot.replace("_drift", "_histograms") if "_drift" in plot else plot + ".hist.png")
     print(f"\nwrote {out}{' and ' + plot if plot else ''} ({report['wall_s']:.0f} s)")
