@@ -138,6 +138,8 @@ def main(argv: list[str] | None = None) -> None:
                     "through `osttp train` (benchmarks/hardware_config.py); uses --rules, --seeds, --out, --plot")
     ap.add_argument("--seeds", default="0,1,2", help="with --config: seeds of every rule")
     ap.add_argument("--runs", default="runs/hw", help="with --config: where the run directories go")
+    ap.add_argument("--redrift", action="store_true",
+                    help="with --config: recompute drift.json of finished hardware runs from their model.pt")
     argv = sys.argv[1:] if argv is None else argv
     extra = argv[argv.index("--") + 1:] if "--" in argv else []
     args = ap.parse_args(argv[:argv.index("--")] if "--" in argv else argv)
@@ -146,7 +148,7 @@ def main(argv: list[str] | None = None) -> None:
 
         command = "python benchmarks/hardware.py " + " ".join(shlex.quote(a) for a in argv)
         hardware_config.main(args.config, args.rules.split(","), [int(s) for s in args.seeds.split(",")],
-                             args.runs, args.out, args.plot, extra, command)
+                             args.runs, args.out, args.plot, extra, command, args.redrift)
         return
     rules = args.rules.split(",")
     settings = {"task": "smnist-rows", "rules": rules, "train_limit": args.train_limit,

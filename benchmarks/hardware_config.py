@@ -39,6 +39,27 @@ def train(config: str, rule: str, seed: int, out: Path, extra: list[str]) -> dic
     return {"results": res, "drift": drift}
 
 
+def recompute_drift(out: Path) -> None:
+    """drift.json of a finished hardware run again, from its model.pt (the devices' final state), with
+    the code as it is now: for runs trained before a change to the drift evaluation."""
+    import torch
+
+    from osttp.experiment import config as C
+    from osttp.experiment.build import prepare
+    from osttp.experiment.evaluate import drift_rows, drift_summary
+    from osttp.experiment.tomlio import read_toml
+
+    setup = prepare(C.resolve((read_toml(out / "config.toml"), str(out / "config.toml"))))
+    saved = torch.load(out / "model.pt", map_location="cpu", weights_only=True)
+    setup.net.load_state_dict(saved["model"])
+    setup.backend.load_checkpoint_state({"hardware": saved["hardware"]})
+    rows = drift_rows(setup)
+    (out / "drift.json").write_text(json.dumps(rows, indent=1))
+    results = json.loads((out / "results.json").read_text())
+    results["drift"] = drift_summary(rows, results["metric_name"])  # the summary of the rows now written
+    (out / "results.json").write_text(json.dumps(results, indent=1))
+
+
 def _run_record(rule: str, seed: int, kind: str, run: dict[str, Any], out: Path) -> dict[str, Any]:
     res = run["results"]
     rec: dict[str, Any] = {"rule": rule, "seed": seed, "synapse": res["synapse"], "dir": str(out),
@@ -88,12 +109,15 @@ def summarise(runs: list[dict[str, Any]], rules: list[str]) -> dict[str, Any]:
     return out
 
 
-def run_all(config: str, rules: list[str], seeds: list[int], runs_dir: Path, extra: list[str]) -> list[dict[str, Any]]:
+def run_all(config: str, rules: list[str], seeds: list[int], runs_dir: Path, extra: list[str],
+            redrift: bool = False) -> list[dict[str, Any]]:
     runs = []
     for rule in rules:
         for seed in seeds:
             for kind, flags in (("float", ["--synapse", "float", "--optimizer", "sgd"]), ("hardware", [])):
                 out = runs_dir / f"{rule}-s{seed}-{kind}"
+                if redrift and kind == "hardware" and (out / "drift.json").exists():
+                    recompute_drift(out)
                 runs.append(_run_record(rule, seed, kind, train(config, rule, seed, out, [*flags, *extra]), out))
     return runs
 
@@ -169,9 +193,9 @@ def plot_histograms(run: dict[str, Any], path: str) -> None:
 
 
 def main(config: str, rules: list[str], seeds: list[int], runs_dir: str, out: str, plot: str,
-         extra: list[str], command: str) -> None:
+         extra: list[str], command: str, redrift: bool = False) -> None:
     t0 = time.perf_counter()
-    runs = run_all(config, rules, seeds, Path(runs_dir), extra)
+    runs = run_all(config, rules, seeds, Path(runs_dir), extra, redrift)
     metric = runs[0]["metric_name"]
     summary = summarise(runs, rules)
     drift = drift_table(runs, metric)

@@ -61,7 +61,8 @@ def test_recipe_keys_reach_the_devices_and_the_scheme(tmp_path, capsys):
     out = tmp_path / "recipe"
     rc, _, err = _run(capsys, ["train", *TINY, "--synapse", "pcm", "--w-range", "1.5", "--readout-w-range", "8",
                                "--n-pairs", "3", "--accumulator-threshold", "0.5", "--max-pulses", "2",
-                               "--no-drift-eval", "--epochs", "1", "--out", str(out)])
+                               "--decision", "mean", "--task-param", "n_test=256", "--epochs", "1",
+                               "--out", str(out)])
     assert rc == 0, err
     res = json.loads((out / "results.json").read_text())
     dev = res["hardware"]["device_params"]
@@ -76,6 +77,11 @@ def test_recipe_keys_reach_the_devices_and_the_scheme(tmp_path, capsys):
     assert p["per_synapse_per_sample"] == pytest.approx(p["pulses"] / (p["synapses"] * 64))
     assert 0 < p["fraction_written_per_update"] <= p["fraction_ever_written"] <= 1
     assert res["pulses"]["layers.0.W"]["max_per_synapse"] <= 2 * p["update_steps"]  # the budget holds
+    # the drift curve reads the class as the test metric does (decision mean): at 1 s nothing has drifted
+    # and the evaluation seed is the test's, so the uncompensated point is the test metric itself
+    rows = json.loads((out / "drift.json").read_text())
+    first = next(r for r in rows if r["t_s"] == 1.0 and not r["compensation"])
+    assert first["accuracy"] == res["test_metric"]
     h = res["conductance_histograms"]
     assert set(h) == {"before", "after"} and set(h["after"]) == set(dev)
     w0 = h["after"]["layers.0.W"]

@@ -132,3 +132,44 @@ def test_conductance_histograms_count_every_device() -> None:
                     for i, (lo, hi) in enumerate(zip(h["edges"][:-1], h["edges"][1:]))]
         assert [int(c) for c in h[key]] == expected
     assert sum(h["g_pos"][1:]) > 0  # positive weights potentiated G+ above the RESET state
+
+
+def test_drift_rows_read_the_class_with_the_decision_asked_for() -> None:
+    """evaluate_drift passes `decision` on: its 1 s row (no drift yet, same seed) is evaluate's value with
+    that decision, and "last" and "mean" really differ here (so the check can fail)."""
+    import osttp.tasks
+    from osttp.hardware import evaluate, evaluate_drift
+
+    task = osttp.tasks.load("delayed-xor", "test", delay=2, n_test=256)
+    net = osttp.Network.from_sizes([task.n_in, 16, task.n_out], cell="rnn", seed=3)
+    hw = HardwareTraining(net, device="pcm", seed=0, auto_w_max=2.0)
+    acc = {d: evaluate(net, hw, task, decision=d, seed=1)["accuracy"] for d in ("last", "mean")}
+    assert acc["last"] != acc["mean"]
+    for d in ("last", "mean"):
+        rows = evaluate_drift(net, hw, task, times=[1.0], drift_compensation=[False], seed=1, decision=d)
+        assert rows[0]["accuracy"] == acc[d]
+
+
+def test_drift_compensation_calibration_is_not_biased_by_read_noise() -> None:
+    """Without drift (t <= t0) the factor should be 1. One noisy calibration read biases Σ|W_read|
+    upwards (negative control: the factor from a single read is clearly below 1); the averaged
+    calibration (CALIBRATION_READS) removes most of it. After a month of drift the bias of a single read
+    has grown (the signal shrank, the noise did not); the averaged one stays within 3 % of the exact
+    (noise-free) factor."""
+    from osttp.hardware.arrays import global_drift_compensation_factor
+    from osttp.hardware.pcm_array import CALIBRATION_READS
+
+    dev = PCMDevice(n_pairs=4)
+    g = torch.Generator().manual_seed(0)
+    w0 = torch.randn(4000, generator=g, dtype=F64) * 0.03  # small against the range, as a readout starts
+    arr = PCMArray(dev, w0, torch.Generator().manual_seed(1))
+    single = global_drift_compensation_factor(arr.weight(1.0, read_noise=True), arr.programmed_weight())
+    averaged = arr.drift_compensation_factor(1.0)
+    assert float(single) < 0.93
+    assert abs(float(averaged) - 1.0) < 0.02 and CALIBRATION_READS == 64
+    t = 2.592e6
+    exact = global_drift_compensation_factor(arr.weight(t, read_noise=False), arr.programmed_weight())
+    assert float(exact) > 1.5  # a month of drift
+    assert abs(float(arr.drift_compensation_factor(t)) / float(exact) - 1.0) < 0.03
+    one_read = global_drift_compensation_factor(arr.weight(t, read_noise=True), arr.programmed_weight())
+    assert float(one_read) / float(exact) < 0.9

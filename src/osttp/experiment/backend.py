@@ -93,7 +93,8 @@ class Backend(ABC):
         """Fields of results.json that describe the backend."""
 
     @abstractmethod
-    def drift_rows(self, task: Task, batch_size: int, max_batches: int | None) -> list[dict[str, Any]]:
+    def drift_rows(self, task: Task, batch_size: int, max_batches: int | None,
+                   decision: str = "last") -> list[dict[str, Any]]:
         """Test metrics against time after programming (osttp.hardware.evaluate_drift rows); [] when
         the backend has no drift or the config turned it off."""
 
@@ -139,7 +140,8 @@ class FloatBackend(Backend):
     def result_fields(self) -> dict[str, Any]:
         return {"synapse": "float"}
 
-    def drift_rows(self, task: Task, batch_size: int, max_batches: int | None) -> list[dict[str, Any]]:
+    def drift_rows(self, task: Task, batch_size: int, max_batches: int | None,
+                   decision: str = "last") -> list[dict[str, Any]]:
         return []
 
 
@@ -214,12 +216,13 @@ class HardwareBackend(Backend):
                 "conductance_histograms": {"before": self.histograms_before,
                                            "after": hardware.conductance_histograms(self.hw.synapses.arrays)}}
 
-    def drift_rows(self, task: Task, batch_size: int, max_batches: int | None) -> list[dict[str, Any]]:
+    def drift_rows(self, task: Task, batch_size: int, max_batches: int | None,
+                   decision: str = "last") -> list[dict[str, Any]]:
         if not self.cfg["hardware"]["drift_eval"]:
             return []
         # the same read-noise seed at every time (common random numbers), as eval_model uses
         return hardware.evaluate_drift(self.net, self.hw, task, batch_size=batch_size, seed=self.eval_seed,
-                                       max_batches=max_batches, io_bits=self.hw.io_bits)
+                                       max_batches=max_batches, io_bits=self.hw.io_bits, decision=decision)
 
 
 BACKENDS: Registry[Backend] = Registry("backend")

@@ -26,7 +26,7 @@ def drift_rows(setup: Setup) -> list[dict[str, Any]]:
     """Test metrics from 1 s to 1 month after programming, without and with global drift compensation,
     over eval.max_test_batches; [] for a float run or with hardware.drift_eval off."""
     e = setup.cfg["eval"]
-    return setup.backend.drift_rows(setup.tasks["test"], e["batch_size"], e["max_test_batches"])
+    return setup.backend.drift_rows(setup.tasks["test"], e["batch_size"], e["max_test_batches"], e["decision"])
 
 
 def drift_summary(rows: list[dict[str, Any]], metric: str) -> dict[str, Any]:
