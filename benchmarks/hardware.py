@@ -6,6 +6,11 @@ accuracy against drift.
         [--sizes 28,128,10] [--cell rnn] [--cell-options JSON] [--recurrent] [--lr 3e-4]
         [--input-gain 1] [--auto-w-max 2] [--rules osttp,bptt] [--configs ...] [--jobs 2] [--out results/hardware.json]
         [--plot docs/hardware_drift.png] [--replot results/hardware.json]
+    python benchmarks/hardware.py --config configs/delayed_xor_pcm.toml --rules osttp,osttp-local,bptt \
+        --seeds 0,1,2 --out results/hardware_xor.json --plot docs/hardware_xor_drift.png [-- extra train flags]
+
+The --config form (benchmarks/hardware_config.py) trains a shipped hardware config and its float
+reference through `osttp train`; the rest of this docstring is about the smnist-rows form.
 
 Every configuration starts from the same network (same seed) and sees the same batches; the
 hardware ones use `osttp.hardware.HardwareTraining` (weight matrices in devices, biases digital SGD,
@@ -129,7 +134,22 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out", default="results/hardware.json")
     ap.add_argument("--plot", default="docs/hardware_drift.png")
     ap.add_argument("--replot", metavar="RESULTS_JSON", help="only redraw --plot from a results file")
-    args = ap.parse_args(argv)
+    ap.add_argument("--config", metavar="TOML", help="a shipped hardware config against its float reference, "
+                    "through `osttp train` (benchmarks/hardware_config.py); uses --rules, --seeds, --out, --plot")
+    ap.add_argument("--seeds", default="0,1,2", help="with --config: seeds of every rule")
+    ap.add_argument("--runs", default="runs/hw", help="with --config: where the run directories go")
+    ap.add_argument("--redrift", action="store_true",
+                    help="with --config: recompute drift.json of finished hardware runs from their model.pt")
+    argv = sys.argv[1:] if argv is None else argv
+    extra = argv[argv.index("--") + 1:] if "--" in argv else []
+    args = ap.parse_args(argv[:argv.index("--")] if "--" in argv else argv)
+    if args.config:
+        import hardware_config
+
+        command = "python benchmarks/hardware.py " + " ".join(shlex.quote(a) for a in argv)
+        hardware_config.main(args.config, args.rules.split(","), [int(s) for s in args.seeds.split(",")],
+                             args.runs, args.out, args.plot, extra, command, args.redrift)
+        return
     rules = args.rules.split(",")
     settings = {"task": "smnist-rows", "rules": rules, "train_limit": args.train_limit,
                 "test_limit": args.test_limit, "epochs": args.epochs, "batch": args.batch,

@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
+import osttp
+from osttp.experiment.backend import _range_factors
 from osttp.experiment.cli import main
 
 TINY = ["--task", "delayed-xor", "--task-param", "n_train=64", "--task-param", "n_valid=16",
@@ -36,11 +38,11 @@ def test_pcm_run_writes_pulses_and_drift(tmp_path, capsys):
     assert {"layers.0.W", "readout.weight"} <= set(res["pulses"])
     rows = json.loads((out / "drift.json").read_text())
     assert {r["compensation"] for r in rows} == {False, True}
-    assert len({r["t_s"] for r in rows}) == 9 and len(rows) == 18
+    assert len({r["t_s"] for r in rows}) == 8 and len(rows) == 16
     assert all("accuracy" in r for r in rows)
     assert (out / "drift.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     d = res["drift"]
-    assert d["metric"] == "accuracy" and d["first"]["t_s"] == 1.0 and d["last"]["t_s"] == 86400.0
+    assert d["metric"] == "accuracy" and d["first"]["t_s"] == 1.0 and d["last"]["t_s"] == 2592000.0
     assert set(d["last"]) == {"t_s", "compensation", "no_compensation"}
     assert "hardware" in _load(out / "model.pt") and _load(out / "checkpoints" / "last.pt")["hardware"]
     # report: one drift plot per run with drift.json, named in the markdown
@@ -51,6 +53,39 @@ def test_pcm_run_writes_pulses_and_drift(tmp_path, capsys):
     assert (out / "report-drift-pcm.png").read_bytes()[:4] == b"\x89PNG"
     assert json.loads((out / "report.json").read_text())["drift"][0]["run"] == "pcm"
     assert "drift plots:" in stdout
+
+
+def test_recipe_keys_reach_the_devices_and_the_scheme(tmp_path, capsys):
+    """readout_w_range, n_pairs, accumulator_threshold and max_pulses set what HardwareTraining builds;
+    results.json carries the pulse statistics and the conductance histograms before and after."""
+    out = tmp_path / "recipe"
+    rc, _, err = _run(capsys, ["train", *TINY, "--synapse", "pcm", "--w-range", "1.5", "--readout-w-range", "8",
+                               "--n-pairs", "3", "--accumulator-threshold", "0.5", "--max-pulses", "2",
+                               "--decision", "mean", "--task-param", "n_test=256", "--epochs", "1",
+                               "--out", str(out)])
+    assert rc == 0, err
+    res = json.loads((out / "results.json").read_text())
+    dev = res["hardware"]["device_params"]
+    assert all(d["n_pairs"] == 3 for d in dev.values())
+    assert (res["readout_w_range"], res["accumulator_threshold"], res["max_pulses"]) == (8.0, 0.5, 2)
+    net = osttp.Network.from_sizes([3, 8, 8, 2], cell="lif", seed=0)
+    h = {"w_range": 1.5, "readout_w_range": 8.0}
+    assert _range_factors(net, h) == {"layers.0.W": 1.5, "layers.1.W": 1.5, "readout.weight": 8.0}
+    assert _range_factors(net, {"w_range": 1.5, "readout_w_range": None})["readout.weight"] == 1.5
+    assert _range_factors(net, {"w_range": 0.0, "readout_w_range": None}) is None
+    p = res["pulses"]["total"]
+    assert p["per_synapse_per_sample"] == pytest.approx(p["pulses"] / (p["synapses"] * 64))
+    assert 0 < p["fraction_written_per_update"] <= p["fraction_ever_written"] <= 1
+    assert res["pulses"]["layers.0.W"]["max_per_synapse"] <= 2 * p["update_steps"]  # the budget holds
+    # the drift curve reads the class as the test metric does (decision mean): at 1 s nothing has drifted
+    # and the evaluation seed is the test's, so the uncompensated point is the test metric itself
+    rows = json.loads((out / "drift.json").read_text())
+    first = next(r for r in rows if r["t_s"] == 1.0 and not r["compensation"])
+    assert first["accuracy"] == res["test_metric"]
+    h = res["conductance_histograms"]
+    assert set(h) == {"before", "after"} and set(h["after"]) == set(dev)
+    w0 = h["after"]["layers.0.W"]
+    assert sum(w0["g_pos"]) == sum(w0["g_neg"]) == 3 * res["pulses"]["layers.0.W"]["synapses"]
 
 
 def test_no_drift_eval_and_float_runs_have_no_drift(tmp_path, capsys):
@@ -111,6 +146,12 @@ def test_resume_pcm_equals_uninterrupted(tmp_path, capsys):
     (["--synapse", "pcm", "--test-params", "best-valid"], "test_params"),
     (["--synapse", "pcm", "--w-range", "-1"], "--w-range"),
     (["--synapse", "quantized", "--bits", "1"], "--bits"),
+    (["--synapse", "pcm", "--update", "stochastic", "--accumulator-threshold", "0.5"], "accumulator_threshold"),
+    (["--synapse", "pcm", "--update", "sign", "--max-pulses", "2"], "max_pulses"),
+    (["--synapse", "pcm", "--w-range", "0", "--readout-w-range", "8"], "readout_w_range"),
+    (["--synapse", "pcm", "--readout-w-range", "1e-5"], "readout_w_range"),
+    (["--synapse", "pcm", "--n-pairs", "0"], "--n-pairs"),
+    (["--synapse", "pcm", "--accumulator-threshold", "0"], "--accumulator-threshold"),
 ])
 def test_bad_hardware_input(tmp_path, capsys, argv, needle):
     out = tmp_path / "run"

@@ -93,7 +93,8 @@ class Backend(ABC):
         """Fields of results.json that describe the backend."""
 
     @abstractmethod
-    def drift_rows(self, task: Task, batch_size: int, max_batches: int | None) -> list[dict[str, Any]]:
+    def drift_rows(self, task: Task, batch_size: int, max_batches: int | None,
+                   decision: str = "last") -> list[dict[str, Any]]:
         """Test metrics against time after programming (osttp.hardware.evaluate_drift rows); [] when
         the backend has no drift or the config turned it off."""
 
@@ -139,8 +140,26 @@ class FloatBackend(Backend):
     def result_fields(self) -> dict[str, Any]:
         return {"synapse": "float"}
 
-    def drift_rows(self, task: Task, batch_size: int, max_batches: int | None) -> list[dict[str, Any]]:
+    def drift_rows(self, task: Task, batch_size: int, max_batches: int | None,
+                   decision: str = "last") -> list[dict[str, Any]]:
         return []
+
+
+def _range_factors(net: Network, h: Mapping[str, Any]) -> dict[str, float] | None:
+    """Per-layer range factors (HardwareTraining's auto_w_max): w_range, the readout's readout_w_range
+    when set; None when w_range is 0 (the device's own w_max everywhere)."""
+    if not h["w_range"]:
+        return None
+    readout = h["readout_w_range"] or h["w_range"]
+    return {n: readout if n == "readout.weight" else h["w_range"]
+            for n in hardware.select_weights(net, hardware.DEFAULT_WEIGHTS)}
+
+
+def _scheme_options(h: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The mixed-precision accumulator's threshold and pulse budget (other schemes: their defaults)."""
+    if h["update"] != "mixed-precision":
+        return None
+    return {"threshold": h["accumulator_threshold"], "max_pulses": h["max_pulses"] or None}
 
 
 class HardwareBackend(Backend):
@@ -157,8 +176,11 @@ class HardwareBackend(Backend):
         device: hardware.DeviceConfig = hardware.get_device(h["synapse"], **options)
         self.hw = hardware.HardwareTraining(net, device=device, scheme=h["update"], lr=cfg["train"]["lr"],
                                             seed=derive_seed(cfg["train"]["seed"], "hardware"),
-                                            auto_w_max=h["w_range"] or None, io_bits=h["io_bits"] or None)
+                                            auto_w_max=_range_factors(net, h), io_bits=h["io_bits"] or None,
+                                            scheme_options=_scheme_options(h))
         self.optimizer = self.hw.optimizer  # weights: SGD through the devices; biases: digital SGD
+        # After the initial programming; a resumed run rebuilds the same devices, so the same histogram.
+        self.histograms_before = hardware.conductance_histograms(self.hw.synapses.arrays)
         self.eval_seed = derive_seed(cfg["train"]["seed"], "hardware-eval")
 
     def stepper(self, learner: osttp.Learner) -> Stepper:
@@ -188,14 +210,19 @@ class HardwareBackend(Backend):
     def result_fields(self) -> dict[str, Any]:
         h = self.cfg["hardware"]
         return {"synapse": h["synapse"], "update": h["update"], "w_range": h["w_range"],
-                **hardware.device_options(h["synapse"], h), "pulses": self.hw.pulse_counts(), "hardware": self.hw.describe()}
+                "readout_w_range": h["readout_w_range"], "accumulator_threshold": h["accumulator_threshold"],
+                "max_pulses": h["max_pulses"],
+                **hardware.device_options(h["synapse"], h), "pulses": self.hw.pulse_counts(), "hardware": self.hw.describe(),
+                "conductance_histograms": {"before": self.histograms_before,
+                                           "after": hardware.conductance_histograms(self.hw.synapses.arrays)}}
 
-    def drift_rows(self, task: Task, batch_size: int, max_batches: int | None) -> list[dict[str, Any]]:
+    def drift_rows(self, task: Task, batch_size: int, max_batches: int | None,
+                   decision: str = "last") -> list[dict[str, Any]]:
         if not self.cfg["hardware"]["drift_eval"]:
             return []
         # the same read-noise seed at every time (common random numbers), as eval_model uses
         return hardware.evaluate_drift(self.net, self.hw, task, batch_size=batch_size, seed=self.eval_seed,
-                                       max_batches=max_batches, io_bits=self.hw.io_bits)
+                                       max_batches=max_batches, io_bits=self.hw.io_bits, decision=decision)
 
 
 BACKENDS: Registry[Backend] = Registry("backend")

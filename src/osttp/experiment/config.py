@@ -6,7 +6,8 @@ A configuration is a nested dict of plain values, one table per concern:
     [model]           cell, hidden, recurrent, dtype, feedback_scale, [model.cell_options]
     [train]           rule, seed, epochs, batch_size, optimizer, lr, ... (how parameters are learned)
     [eval]            batch_size, max_valid_batches, max_test_batches, test_params
-    [hardware]        synapse, update, w_range, bits, drift_eval (simulated memristive synapses)
+    [hardware]        synapse, update, w_range, readout_w_range, n_pairs, accumulator_threshold, max_pulses,
+                      bits, io_bits, drift_eval (simulated memristive synapses)
     [run]             device, checkpoint_every, threads (how the process runs; may change on --resume)
     [compare]         rules, seeds (only for `osttp compare` / `osttp demo`)
     [stream]          source, drift, steps, lanes, metric window, ... (only for `osttp stream`)
@@ -174,13 +175,23 @@ SCHEMA: dict[str, dict[str, Key]] = {
         # per-layer range w_max = w_range * max|W_init| (HardwareTraining's auto_w_max); 0: the device's w_max
         "w_range": Key("float", 4.0, lo=0.0, flag="--w-range", metavar="K",
                        help="device range per layer w_max = K * max|W_init| (default 4; 0: the device's own w_max)"),
+        "readout_w_range": Key("float", None, lo=0.0, strict=True, optional=True, flag="--readout-w-range",
+                               metavar="K", help="the readout's range factor instead of w_range (its weights "
+                                                 "grow far beyond their initial scale; default: w_range)"),
+        "n_pairs": Key("int", 1, lo=1, hi=64, flag="--n-pairs", metavar="N",
+                       help="differential PCM pairs per synapse: N times finer pulses, same range (default 1)"),
+        "accumulator_threshold": Key("float", 1.0, lo=0.0, strict=True, flag="--accumulator-threshold",
+                                     metavar="X", help="mixed-precision: fire once |chi| >= X pulses "
+                                                       "(default 1; 0.5 rounds to the nearest pulse)"),
+        "max_pulses": Key("int", 0, lo=0, flag="--max-pulses", metavar="N",
+                          help="mixed-precision: pulse budget per synapse and update (default 0: none)"),
         "bits": Key("int", 4, lo=2, flag="--bits", metavar="N",
                     help="levels of --synapse quantized (default 4)"),  # quantized only
         "io_bits": Key("int", 0, lo=0, flag="--io-bits", metavar="N",
                        help="DAC/ADC resolution of every crossbar, in training and evaluation (0: exact "
                             "products, the default; 8: the usual 8-bit converters)"),
         "drift_eval": Key("bool", True, flag="--drift-eval",
-                          help="with hardware: test metric from 1 s to 1 day after programming, drift.json/.png "
+                          help="with hardware: test metric from 1 s to 1 month after programming, drift.json/.png "
                                "(default on)"),
     },
     "run": {

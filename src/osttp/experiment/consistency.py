@@ -69,7 +69,17 @@ def _check_hardware(cfg: Mapping[str, Any]) -> None:
     except OsttpError as e:  # the device's own check names its field: say which keys set it
         keys = ", ".join(f"hardware.{k} = {checks.show(v)}" for k, v in options.items())
         raise OsttpError(f"hardware.synapse = {synapse} with {keys}: {e}") from None
-    if 0.0 < hw["w_range"] < W_RANGE_MIN:
-        raise checks.fail("hardware.w_range", hw["w_range"], f"0 (the device's own w_max) or a number >= "
-                          f"{W_RANGE_MIN:g}: below it every initial weight is clipped to almost 0 and the "
-                          "pulse counts of an update overflow")
+    if hw["update"] != "mixed-precision":
+        for key, default in (("accumulator_threshold", 1.0), ("max_pulses", 0)):
+            if hw[key] != default:
+                raise OsttpError(f"hardware.{key} = {hw[key]} applies only to hardware.update = mixed-precision, "
+                                 f"not {checks.show(hw['update'])}")
+    if hw["readout_w_range"] is not None and hw["w_range"] == 0.0:
+        raise OsttpError(f"hardware.readout_w_range = {hw['readout_w_range']} needs per-layer ranges: set "
+                         "hardware.w_range > 0 too (0 means the device's own w_max for every layer)")
+    for key in ("w_range", "readout_w_range"):
+        if hw[key] is not None and 0.0 < hw[key] < W_RANGE_MIN:
+            raise checks.fail(f"hardware.{key}", hw[key], f"0 (the device's own w_max) or a number >= "
+                              f"{W_RANGE_MIN:g}: below it every initial weight is clipped to almost 0 and the "
+                              "pulse counts of an update overflow")
+

@@ -23,14 +23,14 @@ def eval_split(setup: Setup, split: str, model: Callable[[Tensor], Tensor] | Non
 
 
 def drift_rows(setup: Setup) -> list[dict[str, Any]]:
-    """Test metrics from 1 s to 1 day after programming, without and with global drift compensation,
+    """Test metrics from 1 s to 1 month after programming, without and with global drift compensation,
     over eval.max_test_batches; [] for a float run or with hardware.drift_eval off."""
     e = setup.cfg["eval"]
-    return setup.backend.drift_rows(setup.tasks["test"], e["batch_size"], e["max_test_batches"])
+    return setup.backend.drift_rows(setup.tasks["test"], e["batch_size"], e["max_test_batches"], e["decision"])
 
 
 def drift_summary(rows: list[dict[str, Any]], metric: str) -> dict[str, Any]:
-    """The metric at the first and last time (1 s and 1 day by default), without/with compensation."""
+    """The metric at the first and last time (1 s and 1 month by default), without/with compensation."""
     ts = sorted({r["t_s"] for r in rows})
     pick = {"first": ts[0], "last": ts[-1]}
     out: dict[str, Any] = {"metric": metric}

@@ -21,6 +21,9 @@ Public interface:
   weights=("W", "H", "readout.weight"), scheme_options=None, drift_compensation=False, auto_w_max=None)`
   with ``optimizer`` (pass to make_learner), ``wrap(learner)``, ``pulse_counts()``, ``read(t)``,
   ``load_read(t)``, ``set_time(t)``, ``state_dict()`` / ``load_state_dict()``, ``describe()``.
+- What a hardware engineer asks (osttp.hardware.statistics): `pulse_statistics(synapses, samples)`
+  (pulses per synapse and sample, fractions written, refreshes; `HardwareTraining.pulse_counts()`),
+  `conductance_histograms(arrays, bins=24)`.
 - Inference on the crossbars: `evaluate(net, hardware, task, t=0.0, drift_compensation=False, ..., max_batches=None)`,
   `evaluate_drift(net, hardware, task, times=DEFAULT_DRIFT_TIMES, drift_compensation=(False, True), ...)`,
   `plot_drift(rows, path)`; `HardwareForward(net, hardware, t=0.0, ...)`, a module xs -> outputs.
@@ -38,6 +41,7 @@ from osttp.hardware.training import (DEFAULT_WEIGHTS, READ_NOISE_MODES, Hardware
                                      HardwareTraining, select_weights)
 from osttp.hardware.evaluation import (DEFAULT_DRIFT_TIMES, HardwareForward, evaluate, evaluate_drift,
                                        forward_hardware)
+from osttp.hardware.statistics import conductance_histograms, pulse_statistics
 from osttp.plots import plot_drift  # the library's one drift figure, offered here beside evaluate_drift
 
 __all__ = [
@@ -48,5 +52,6 @@ __all__ = [
     "HardwareSynapses",
     "HardwareTraining", "HardwareOptimizer", "HardwareLearner", "select_weights", "DEFAULT_WEIGHTS",
     "READ_NOISE_MODES",
+    "pulse_statistics", "conductance_histograms",
     "evaluate", "evaluate_drift", "forward_hardware", "plot_drift", "DEFAULT_DRIFT_TIMES", "HardwareForward",
 ]

@@ -62,11 +62,21 @@ class SynapseArray(ABC):
         self.time = float(time)
         # SET pulses fired by updates (not by programming or refresh), per synapse, both polarities.
         self.pulse_count = torch.zeros(self.shape, dtype=torch.long, device=device)
+        # Updates applied through pulses, and the synapses that got >= 1 pulse summed over them: their
+        # ratio is the mean fraction of the array one update writes.
+        self.update_steps = 0
+        self.written_synapses = 0
 
     @property
     def total_pulses(self) -> int:
         """Update pulses fired on the whole array so far."""
         return int(self.pulse_count.sum())
+
+    def _count_update(self, n_pos: Tensor, n_neg: Tensor) -> None:
+        """Book one update's pulses: per-synapse counts, and how many synapses it wrote."""
+        self.pulse_count += n_pos + n_neg
+        self.update_steps += 1
+        self.written_synapses += int(((n_pos + n_neg) > 0).sum())
 
     # Updates are written exactly (no pulses): the ideal device.
     exact_write: bool = False
@@ -116,14 +126,15 @@ class SynapseArray(ABC):
 
     def state_dict(self) -> dict[str, object]:
         """Everything needed to continue from here (tensors are copies)."""
-        out: dict[str, object] = {"time": self.time, "pulse_count": self.pulse_count.clone()}
+        out: dict[str, object] = {"time": self.time, "pulse_count": self.pulse_count.clone(),
+                                  "update_steps": self.update_steps, "written_synapses": self.written_synapses}
         out.update({k: getattr(self, k).clone() for k in self._state_tensors})
         out.update({k: int(getattr(self, k)) for k in self._state_ints})
         return out
 
     def load_state_dict(self, state: dict[str, object]) -> None:
         """Restore `state_dict()` output of an array of the same class, shape and device model."""
-        keys = {"time", "pulse_count", *self._state_tensors, *self._state_ints}
+        keys = {"time", "pulse_count", "update_steps", "written_synapses", *self._state_tensors, *self._state_ints}
         if not isinstance(state, dict) or set(state) != keys:
             got = sorted(state) if isinstance(state, dict) else type(state).__name__
             raise OsttpError(f"{type(self).__name__} state: expected keys {sorted(keys)}, got {got}")
@@ -135,7 +146,7 @@ class SynapseArray(ABC):
         for k in ("pulse_count", *self._state_tensors):
             ref = getattr(self, k)
             setattr(self, k, state[k].to(dtype=ref.dtype, device=ref.device).clone())  # type: ignore[union-attr]
-        for k in self._state_ints:
+        for k in ("update_steps", "written_synapses", *self._state_ints):
             setattr(self, k, int(state[k]))  # type: ignore[call-overload]
         self.time = float(state["time"])  # type: ignore[arg-type]
 
@@ -148,8 +159,10 @@ class SynapseArray(ABC):
         return 0
 
     def stats(self) -> dict[str, int]:
-        """Counters for reports: update pulses, programming pulses, refreshes, unconverged synapses."""
-        return {"update_pulses": self.total_pulses, "program_pulses": 0, "refreshes": 0, "unconverged": 0}
+        """Counters for reports: update pulses, programming pulses, refreshes, unconverged synapses,
+        updates applied and synapses written summed over them."""
+        return {"update_pulses": self.total_pulses, "program_pulses": 0, "refreshes": 0, "unconverged": 0,
+                "update_steps": self.update_steps, "written_synapses": self.written_synapses}
 
 
 class IdealArray(SynapseArray):
@@ -215,4 +228,4 @@ class QuantizedArray(SynapseArray):
         n_neg = _check_counts("n_neg", n_neg, self.shape)
         top = self.config.max_level
         self.levels = torch.clamp(self.levels + n_pos - n_neg, -top, top)
-        self.pulse_count += n_pos + n_neg
+        self._count_update(n_pos, n_neg)

@@ -32,7 +32,7 @@ DEVICES.register("ideal", IdealDevice, help="exact weights, no pulses (a control
 DEVICES.register("quantized", QuantizedDevice, help="n-bit multi-level cell, no noise, no drift",
                  array=QuantizedArray, scalable=True, options=("bits",))
 DEVICES.register("pcm", PCMDevice, help="phase-change memory: noisy pulses, read noise, drift", array=PCMArray,
-                 scalable=True, options=())
+                 scalable=True, options=("n_pairs",))
 
 
 def device_entry(config: object) -> Entry[DeviceConfig]:

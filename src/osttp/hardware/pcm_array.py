@@ -6,12 +6,16 @@ noisy increments, read noise, power-law drift, refresh and program-and-verify. T
 """
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 
 from osttp.errors import OsttpError
 from osttp.hardware.arrays import SynapseArray, _check_counts, global_drift_compensation_factor
 from osttp.hardware.devices import PCMDevice
+
+CALIBRATION_READS = 64  # reads averaged by one drift-compensation calibration (noise std / 8)
 
 
 class PCMArray(SynapseArray):
@@ -64,17 +68,19 @@ class PCMArray(SynapseArray):
     _state_ints = ("program_pulses", "refresh_count", "unconverged")
 
     def conductances(self, t: float | None = None, read_noise: bool = False,
-                     generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
-        """(G⁺, G⁻) at time t (default now), drifted, optionally with one draw of read noise (µS) from
-        `generator` (default: the array's). Shapes (n_pairs, *shape); new tensors, safe to modify."""
+                     generator: torch.Generator | None = None, reads: int = 1) -> tuple[Tensor, Tensor]:
+        """(G⁺, G⁻) at time t (default now), drifted, optionally with read noise (µS) from `generator`
+        (default: the array's): one read, or the mean of `reads` independent reads (noise std
+        σ_r/√reads, sampled in that form). Shapes (n_pairs, *shape); new tensors, safe to modify."""
         gen = self.generator if generator is None else generator
+        noise_scale = 1.0 / math.sqrt(reads)
         t = self._read_time(t)
         out = []
         for g_p, t_p in ((self.g_pos, self.t_pos), (self.g_neg, self.t_neg)):
             g = self._drifted(g_p, t_p, t).clone()
             if read_noise:
                 z = torch.randn(g.shape, generator=gen, dtype=g.dtype, device=g.device)
-                g = g + self.config.read_noise_std(g) * z
+                g = g + self.config.read_noise_std(g) * z * noise_scale
             out.append(g)
         return out[0], out[1]
 
@@ -89,13 +95,29 @@ class PCMArray(SynapseArray):
         """The weights as programmed (no drift, no noise): the reference of drift compensation."""
         return self.config.differential_weight(self.g_pos, self.g_neg)
 
+    def calibration_weight(self, t: float | None = None, read_noise: bool = True,
+                           generator: torch.Generator | None = None) -> Tensor:
+        """The weights a drift-compensation calibration sees at time t: the mean of CALIBRATION_READS
+        reads. One read would bias Σ|W_read| upwards by its noise (|w + n| > |w| on average for small
+        w), so the factor would shrink the weights even without drift; calibration is rare, so the
+        controller can afford to average (as the verify reads of program-and-verify do)."""
+        g_pos, g_neg = self.conductances(t, read_noise, generator, reads=CALIBRATION_READS)
+        return self.config.differential_weight(g_pos, g_neg)
+
+    def drift_compensation_factor(self, t: float | None = None, read_noise: bool = True,
+                                  generator: torch.Generator | None = None) -> Tensor:
+        """Σ|W(t_p)| / Σ|W_cal(t)| from one calibration (`calibration_weight`) at time t."""
+        return global_drift_compensation_factor(self.calibration_weight(t, read_noise, generator),
+                                                self.programmed_weight())
+
     def weight(self, t: float | None = None, read_noise: bool = True,
                drift_compensation: bool = False, generator: torch.Generator | None = None) -> Tensor:
-        """α Σ(G⁺ - G⁻) read at time t; with drift_compensation, scaled by the global factor."""
+        """α Σ(G⁺ - G⁻) read at time t; with drift_compensation, scaled by the global factor of a
+        calibration at that time."""
         g_pos, g_neg = self.conductances(t, read_noise, generator)
         w = self.config.differential_weight(g_pos, g_neg)
         if drift_compensation:
-            w = w * global_drift_compensation_factor(w, self.programmed_weight())
+            w = w * self.drift_compensation_factor(t, read_noise, generator)
         return w
 
     def weight_std(self, t: float | None = None) -> Tensor:
@@ -138,7 +160,7 @@ class PCMArray(SynapseArray):
         rounds = int(torch.maximum(n_pos, n_neg).max()) if n_pos.numel() else 0
         for r in range(rounds):
             self._fire(n_pos > r, n_neg > r)
-        self.pulse_count += n_pos + n_neg
+        self._count_update(n_pos, n_neg)
 
     def _reset(self, mask: Tensor) -> None:
         """RESET all devices of the synapses in `mask` to the initial (amorphous) state, now."""
@@ -210,5 +232,5 @@ class PCMArray(SynapseArray):
         return n
 
     def stats(self) -> dict[str, int]:
-        return {"update_pulses": self.total_pulses, "program_pulses": self.program_pulses,
-                "refreshes": self.refresh_count, "unconverged": self.unconverged}
+        return {**super().stats(), "program_pulses": self.program_pulses, "refreshes": self.refresh_count,
+                "unconverged": self.unconverged}

@@ -6,8 +6,9 @@ n_pos pulses potentiate (G⁺), n_neg depress (G⁻). Names, for `get_scheme`:
 
 - ``"stochastic"``: `StochasticScheme`, n = ⌊|ΔW|/p⌋ + Bernoulli(frac), so E[n] = |ΔW|/p.
 - ``"sign"``: `SignScheme`, one pulse in the direction of ΔW when |ΔW| > threshold.
-- ``"mixed-precision"``: `MixedPrecisionScheme`, a digital accumulator χ += ΔW; fire ⌊|χ|/p⌋ pulses
-  and subtract them from χ (Nandakumar et al. 2020). The accumulator persists between calls.
+- ``"mixed-precision"``: `MixedPrecisionScheme(threshold=1, max_pulses=None)`, a digital accumulator
+  χ += ΔW; fire ⌊|χ|/p⌋ pulses (threshold θ: once |χ| >= θ·p) and subtract them from χ (Nandakumar et
+  al. 2020). The accumulator persists between calls.
 
 A scheme instance belongs to one array (the mixed-precision one holds that array's accumulator).
 """
@@ -95,19 +96,27 @@ class SignScheme(UpdateScheme):
 class MixedPrecisionScheme(UpdateScheme):
     """Digital accumulator χ (same shape and dtype as ΔW), kept across calls in `accumulator`.
 
+    threshold θ (in pulses, > 0, default 1): a synapse fires n = ⌊|χ|/p + 1 - θ⌋ pulses once |χ| >= θ·p.
+    θ = 1 is Nandakumar et al. (2020): fire ⌊|χ|/p⌋ and keep the remainder; θ = 0.5 rounds |χ|/p to
+    the nearest integer (the residue then lies in [-p/2, p/2]); θ > 1 is a dead zone that ignores small
+    accumulated changes. max_pulses (>= 1, default None: no limit) is the pulse budget per synapse and
+    update: larger counts are cut to it and the rest stays in χ.
+
     Bookkeeping is exact: after any sequence of calls, χ + p·Σ(n_pos - n_neg) = ΣΔW (up to float
-    rounding), so no requested update is lost, only delayed while |χ| < p.
+    rounding), so no requested update is lost, only delayed.
     """
 
     name: ClassVar[str] = "mixed-precision"
 
-    def __init__(self) -> None:
+    def __init__(self, threshold: float = 1.0, max_pulses: int | None = None) -> None:
+        self.threshold = _checks.number("MixedPrecisionScheme", "threshold", threshold, gt=0.0)
+        self.max_pulses = (None if max_pulses is None
+                           else _checks.integer("MixedPrecisionScheme", "max_pulses", max_pulses, ge=1))
         self.accumulator: Tensor | None = None
 
     def pulses(self, delta_w: Tensor, pulse_weight: float,
                generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
-        """χ += ΔW; n = ⌊|χ|/p⌋ pulses towards sign(χ); χ -= sign(χ)·n·p (the loop
-        'while |χ| >= p: fire, subtract p' done in one step)."""
+        """χ += ΔW; n = min(max_pulses, max(0, ⌊|χ|/p + 1 - θ⌋)) pulses towards sign(χ); χ -= sign(χ)·n·p."""
         p = _check_pulse_weight(pulse_weight)
         if self.accumulator is None:
             self.accumulator = torch.zeros_like(delta_w)
@@ -115,7 +124,9 @@ class MixedPrecisionScheme(UpdateScheme):
             raise OsttpError(f"delta_w: expected shape {tuple(self.accumulator.shape)} (the accumulator's), "
                              f"got {tuple(delta_w.shape)}")
         chi = self.accumulator + delta_w
-        n_float = torch.floor(chi.abs() / p)
+        n_float = torch.clamp(torch.floor(chi.abs() / p + (1.0 - self.threshold)), min=0.0)
+        if self.max_pulses is not None:
+            n_float = torch.clamp(n_float, max=float(self.max_pulses))
         self.accumulator = chi - torch.sign(chi) * n_float * p
         return _split_by_sign(chi, n_float.to(torch.long))
 
@@ -140,8 +151,8 @@ SCHEMES.register("mixed-precision", MixedPrecisionScheme,
 
 
 def get_scheme(name: str, **options: object) -> UpdateScheme:
-    """A fresh scheme called `name` (SCHEMES); options go to its constructor (only "sign" takes one:
-    threshold). Unknown names/options raise OsttpError."""
+    """A fresh scheme called `name` (SCHEMES); options go to its constructor ("sign": threshold;
+    "mixed-precision": threshold, max_pulses). Unknown names/options raise OsttpError."""
     entry = SCHEMES.get(name)
     try:
         return entry.build(**options)

@@ -30,6 +30,24 @@ from osttp.hardware.devices import DeviceConfig
 from osttp.hardware.schemes import UpdateScheme, get_scheme
 
 
+def _range_factors(params: Mapping[str, torch.nn.Parameter],
+                   auto_w_max: float | Mapping[str, float] | None) -> dict[str, float] | None:
+    """auto_w_max as one range factor per parameter name (None: no per-layer scaling)."""
+    own = "HardwareSynapses"
+    if auto_w_max is None:
+        return None
+    if isinstance(auto_w_max, Mapping):
+        missing = [n for n in params if n not in auto_w_max]
+        extra = [n for n in auto_w_max if n not in params]
+        if missing or extra:
+            raise _checks.fail(own, "auto_w_max", dict(auto_w_max),
+                               f"a factor for exactly the parameters {list(params)} (missing {missing}, "
+                               f"unknown {extra})")
+        return {n: _checks.number(own, f"auto_w_max[{n!r}]", auto_w_max[n], gt=0.0) for n in params}
+    k = _checks.number(own, "auto_w_max", auto_w_max, gt=0.0)
+    return {n: k for n in params}
+
+
 class HardwareSynapses(torch.optim.Optimizer):
     """Plain SGD whose writes go through device models, one `SynapseArray` per parameter.
 
@@ -54,14 +72,16 @@ class HardwareSynapses(torch.optim.Optimizer):
         Default for reads (`read_weights`, `load_read_weights`) and the write-back in `step`: scale
         each array's weights by its global drift-compensation factor.
     auto_w_max:
-        If given, each parameter gets its own range w_max = auto_w_max · max|initial weight| (per-layer
-        weight scaling; needs a device with w_max and no explicit PCM alpha). None: device.w_max for all.
+        If given, each parameter gets its own range w_max = k · max|initial weight| (per-layer weight
+        scaling; needs a device with w_max and no explicit PCM alpha), with k = auto_w_max, or
+        auto_w_max[name] when it is a mapping name -> k covering every parameter (e.g. a wider range for
+        a readout whose weights grow far beyond their initial scale). None: device.w_max for all.
     """
 
     def __init__(self, params: Mapping[str, torch.nn.Parameter], device: DeviceConfig | str = "pcm",
                  scheme: str = "mixed-precision", lr: float = 1e-3, seed: int = 0, *,
                  scheme_options: Mapping[str, Any] | None = None, drift_compensation: bool = False,
-                 auto_w_max: float | None = None) -> None:
+                 auto_w_max: float | Mapping[str, float] | None = None) -> None:
         own = "HardwareSynapses"
         if not isinstance(params, Mapping) or len(params) == 0:
             raise _checks.fail(own, "params", type(params).__name__, "a non-empty mapping name -> Parameter")
@@ -71,8 +91,7 @@ class HardwareSynapses(torch.optim.Optimizer):
         lr = _checks.number(own, "lr", lr, ge=0.0)
         seed = _checks.integer(own, "seed", seed)
         self.drift_compensation = _checks.boolean(own, "drift_compensation", drift_compensation)
-        if auto_w_max is not None:
-            _checks.number(own, "auto_w_max", auto_w_max, gt=0.0)
+        factors = _range_factors(params, auto_w_max)
         config = get_device(device) if isinstance(device, str) else device
         entry = device_entry(config)
         if auto_w_max is not None and getattr(config, "alpha", None) is not None:
@@ -87,10 +106,10 @@ class HardwareSynapses(torch.optim.Optimizer):
         with torch.no_grad():
             for name, p in self.params.items():
                 cfg = config
-                if auto_w_max is not None and entry.meta["scalable"]:
+                if factors is not None and entry.meta["scalable"]:
                     peak = float(p.detach().abs().max()) if p.numel() else 0.0
                     if peak > 0:
-                        cfg = dataclasses.replace(config, w_max=auto_w_max * peak)
+                        cfg = dataclasses.replace(config, w_max=factors[name] * peak)
                 self.devices[name] = cfg
                 self.arrays[name] = make_array(cfg, p.detach(), self.generator)
                 self.schemes[name] = get_scheme(scheme, **dict(scheme_options or {}))

@@ -46,6 +46,7 @@ from osttp.errors import OsttpError
 from osttp.hardware import _checks
 from osttp.hardware.devices import DeviceConfig
 from osttp.hardware.io import converted_matvec
+from osttp.hardware.statistics import pulse_statistics
 from osttp.hardware.synapses import HardwareSynapses
 from osttp.network import Network
 from osttp.rules import BPTTLearner, Learner
@@ -54,7 +55,7 @@ READ_NOISE_MODES: tuple[str, ...] = ("auto", "per-step", "per-sequence", "none")
 DEFAULT_WEIGHTS: tuple[str, ...] = ("W", "H", "readout.weight")
 # The matrices a crossbar can hold; biases always stay digital (they are added after the MVM).
 _MATRIX_NAME = re.compile(r"^(layers\.\d+\.(W|H)|readout\.weight)$")
-_STATE_FORMAT = 1
+_STATE_FORMAT = 2  # 2: update steps, written synapses and samples counted
 # Reads draw their noise from their own stream, so the read mode does not change what is programmed.
 _READ_STREAM = 0x5EAD
 
@@ -135,7 +136,8 @@ class HardwareTraining:
     weights:
         Which matrices go to hardware (`select_weights`); default all of them.
     scheme_options, drift_compensation, auto_w_max:
-        Passed to `HardwareSynapses` (e.g. ``auto_w_max=2.0``: per-layer range w_max = 2·max|W_init|).
+        Passed to `HardwareSynapses` (e.g. ``auto_w_max=2.0``: per-layer range w_max = 2·max|W_init|; a
+        mapping name -> factor sets each layer's factor).
     io_bits, io_out_bound:
         Input (DAC) and output (ADC) converters of every crossbar during training, as at inference
         (`osttp.hardware.io`); None: exact products.
@@ -147,7 +149,7 @@ class HardwareTraining:
                                                                      torch.optim.Optimizer] | None = None,
                  read_noise: str = "auto", weights: Sequence[str] = DEFAULT_WEIGHTS,
                  scheme_options: Mapping[str, Any] | None = None, drift_compensation: bool = False,
-                 auto_w_max: float | None = None, io_bits: int | None = None, io_out_bound: float = 12.0
+                 auto_w_max: float | Mapping[str, float] | None = None, io_bits: int | None = None, io_out_bound: float = 12.0
                  ) -> None:
         own = "HardwareTraining"
         if not isinstance(net, Network):
@@ -170,6 +172,7 @@ class HardwareTraining:
         self.read_generator = torch.Generator(device=net.device).manual_seed(seed + _READ_STREAM)
         self.digital = self._digital_optimizer(digital_optimizer, [params[n] for n in self.digital_names], lr)
         self.optimizer = HardwareOptimizer(self.synapses, self.digital)
+        self.samples = 0  # training sequences begun (the wrapper counts them at reset)
 
     @staticmethod
     def _digital_optimizer(spec: Any, params: list[torch.nn.Parameter], lr: float) -> torch.optim.Optimizer | None:
@@ -227,22 +230,10 @@ class HardwareTraining:
 
     # --- reporting -----------------------------------------------------------------------------------
     def pulse_counts(self) -> dict[str, dict[str, float]]:
-        """Per hardware parameter: ``pulses`` (update pulses, total), ``synapses``, ``per_synapse``
-        (mean), ``max_per_synapse``, plus ``program_pulses`` and ``refreshes``; key "total" sums them."""
-        out: dict[str, dict[str, float]] = {}
-        stats = self.synapses.stats()
-        for name, counts in self.synapses.pulse_counts().items():
-            n = counts.numel()
-            out[name] = {"pulses": int(counts.sum()), "synapses": n,
-                         "per_synapse": float(counts.sum()) / n if n else 0.0,
-                         "max_per_synapse": int(counts.max()) if n else 0,
-                         "program_pulses": stats[name]["program_pulses"], "refreshes": stats[name]["refreshes"]}
-        keys = ("pulses", "synapses", "program_pulses", "refreshes")
-        total: dict[str, float] = {k: sum(v[k] for v in out.values()) for k in keys}
-        total["per_synapse"] = total["pulses"] / total["synapses"] if total["synapses"] else 0.0
-        total["max_per_synapse"] = max(v["max_per_synapse"] for v in out.values())
-        out["total"] = total
-        return out
+        """`osttp.hardware.statistics.pulse_statistics` of the crossbars over the sequences trained so far:
+        per hardware parameter and "total", update pulses (total, per synapse, per synapse and sample,
+        max), the fractions of synapses written, programming pulses and refreshes."""
+        return pulse_statistics(self.synapses, self.samples)
 
     def describe(self) -> dict[str, Any]:
         """Settings as plain data (for results files)."""
@@ -266,7 +257,7 @@ class HardwareTraining:
                            for n, a in syn.arrays.items()},
                 "generator": syn.generator.get_state(), "read_generator": self.read_generator.get_state(),
                 "digital": self.digital.state_dict() if self.digital else None,
-                "optimizer_steps": self.optimizer.steps}
+                "optimizer_steps": self.optimizer.steps, "samples": self.samples}
 
     @torch.no_grad()
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -295,6 +286,7 @@ class HardwareTraining:
         if self.digital is not None:
             self.digital.load_state_dict(state["digital"])
         self.optimizer.steps = int(state["optimizer_steps"])
+        self.samples = int(state["samples"])
         for n, a in syn.arrays.items():
             syn.params[n].data.copy_(a.weight(read_noise=False, drift_compensation=syn.drift_compensation))
 
@@ -346,6 +338,7 @@ class HardwareLearner:
 
     def reset(self, batch_size: int) -> None:
         self.learner.reset(batch_size)  # flushes a pending BPTT graph before the weights change
+        self.hardware.samples += int(batch_size)
         if self.read_mode != "per-step":
             self._load()
 
