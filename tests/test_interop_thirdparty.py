@@ -143,8 +143,7 @@ def test_a_network_defined_in_snntorch_learns_delayed_xor_with_osttp():
     for epoch in range(20):
         for b in train.batches(64, shuffle=True, seed=epoch):
             learner.reset(b.xs.shape[1])
-            for x, y, m in zip(b.xs, b.ys, b.mask):
-                learner.step(x, y, m)
+            learner.steps(b.xs, b.ys, b.mask)
             learner.apply()
     after = evaluate_model(net, valid, decision="mean")["accuracy"]
     assert before < 0.6 and after > before + 0.15, (before, after)

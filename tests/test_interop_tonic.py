@@ -93,8 +93,7 @@ def test_an_osttp_network_learns_the_event_task(folder):
     for epoch in range(15):
         for b in task.batches(16, shuffle=True, seed=epoch):
             learner.reset(b.xs.shape[1])
-            for x, y, m in zip(b.xs, b.ys, b.mask):
-                learner.step(x, y, m)
+            learner.steps(b.xs, b.ys, b.mask)
             learner.apply()
     after = evaluate_model(net, task)["accuracy"]
     assert after >= 0.9 and after > before, (before, after)

@@ -73,6 +73,15 @@ class LocalErrorProjection(Signal):
             raise OsttpError(f"local-error kappa must be a number in [0, 1), got {kappa!r}")
         self.beta, self.kappa = float(beta), float(kappa)
         self.prior: Tensor | None = None
+        self._bias: tuple[Tensor, str, Tensor] | None = None  # (prior, loss name, b_p), see _prior_bias
+
+    def _prior_bias(self, loss: Loss) -> Tensor | None:
+        """b_p of the current prior, computed once per (prior, loss) rather than at every step and layer."""
+        if self.prior is None:
+            return None
+        if self._bias is None or self._bias[0] is not self.prior or self._bias[1] != loss.name:
+            self._bias = (self.prior, loss.name, prior_bias(self.prior, loss))
+        return self._bias[2]
 
     def fit(self, net: Network, task: TrainingSplit) -> None:
         self.prior = task.target_prior().to(dtype=net.dtype, device=net.device)
@@ -87,8 +96,7 @@ class LocalErrorProjection(Signal):
     def for_layer(self, net: Network, l: int, ctx: StepContext, above: Tensor | None) -> Tensor:
         u = ctx.states[l]
         assert u is not None, "the learner advances the signal's state before asking for it"
-        bias = None if self.prior is None else prior_bias(self.prior, ctx.loss)
-        return local_error(u, ctx.target, ctx.mask, net.feedback[l], self.beta, ctx.loss, bias)
+        return local_error(u, ctx.target, ctx.mask, net.feedback[l], self.beta, ctx.loss, self._prior_bias(ctx.loss))
 
     def local_objective(self, net: Network, l: int, y: Tensor, ctx: StepContext) -> Tensor:
         """sum_b m_t E(beta u_t B_l^T + b_p, y*_t) / beta with u_t = kappa u_{t-1} + y (u_{t-1} constant):
@@ -96,8 +104,9 @@ class LocalErrorProjection(Signal):
         u = ctx.states[l]
         assert u is not None, "the learner advances the signal's state before asking for it"
         z = self.beta * ((u - y.detach() + y) @ net.feedback[l].T)
-        if self.prior is not None:
-            z = z + prior_bias(self.prior, ctx.loss)
+        bias = self._prior_bias(ctx.loss)
+        if bias is not None:
+            z = z + bias
         return (ctx.mask * ctx.loss.value(z, ctx.target)).sum() / self.beta
 
 
