@@ -26,7 +26,7 @@ DATA = None  # the osttp search path: $OSTTP_DATA (see docs/data.md)
 p = argparse.ArgumentParser()
 a = p.add_argument
 a("--task", default="smnist")  # smnist | jsb | xor | any registered classification task
-a("--task_param", action="append", default=[])  # KEY=VALUE for a registered task (strings)
+a("--task_param", action="append", default=[])  # KEY=VALUE for a registered task, read as --task-param
 a("--rule", default="osttp")
 a("--cell", default="lif")  # lif | snu | ssnu | rnn
 a("--hidden", default="256")  # comma list
@@ -90,14 +90,9 @@ elif args.task == "xor":
     valid = osttp.tasks.load("delayed-xor", "test", delay=args.delay)  # the test's own setting
     kind, C = "ce", 2
 else:  # any registered classification task, e.g. spoken-digits; --task_param KEY=VALUE passes its options
-    def _value(text):
-        for conv in (int, float):
-            try:
-                return conv(text)
-            except ValueError:
-                pass
-        return text
-    params = {k: _value(v) for k, v in (kv.split("=", 1) for kv in args.task_param)}
+    from osttp.experiment.tomlio import parse_scalar  # the CLI's reading of --task-param values
+
+    params = {k: parse_scalar(v) for k, v in (kv.split("=", 1) for kv in args.task_param)}
     train = osttp.tasks.load(args.task, "train", root=DATA, **params)
     valid = osttp.tasks.load(args.task, "valid", root=DATA, **params)
     kind, C = "ce", train.n_out
