@@ -67,6 +67,8 @@ def test_binning_by_hand(tmp_path: Path) -> None:
     assert b.xs[:, 1].sum() == 1 and b.xs[2, 1, 7] == 1  # 0.5 s is the start of bin 2
     binary = next(tasks.load("shd", "test", root=tmp_path, T=4, max_time=1.0, encoding="binary").batches(2))
     assert torch.equal(binary.xs[:, 0], expected.clamp(max=1))
+    logged = next(tasks.load("shd", "test", root=tmp_path, T=4, max_time=1.0, encoding="log").batches(2))
+    assert torch.allclose(logged.xs[:, 0], torch.log1p(expected)) and logged.xs[0, 0, 0] == torch.log1p(torch.tensor(2.0))
     # float64 batches, and the function itself
     assert next(task.batches(1, dtype=torch.float64)).xs.dtype == torch.float64
     cells = bin_spikes(np.array([0.0, 0.25, 0.999, 1.0]), np.array([1, 2, 3, 4]), 4, 1.0)
@@ -83,7 +85,7 @@ def test_float16_times_as_in_the_published_files(tmp_path: Path) -> None:
 def test_labels_mask_and_defaults(shd_root: Path) -> None:
     task = tasks.load("shd", "test", root=shd_root)
     assert task.params == {"label": "from:50", "T": 100, "max_time": 1.4, "encoding": "count",
-                           "channels": 700, "valid_fraction": 0.1, "seed": 0, "limit": None}
+                           "channels": 700, "shift": 0, "valid_fraction": 0.1, "seed": 0, "limit": None}
     assert len(task) == 12 and task.labels.tolist() == [i % 20 for i in range(12)]
     assert task.keys is not None and task.keys[3] == "digit-3"
     assert task.speakers is not None and task.speakers.tolist() == [i % 3 for i in range(12)]
@@ -239,3 +241,29 @@ def test_training_runs_on_shd(shd_root: Path, tmp_path: Path, monkeypatch: pytes
     res = json.loads((out / "results.json").read_text())
     assert res["status"] == "completed" and res["metric_name"] == "accuracy"
     assert 0.0 <= res["valid_metric"] <= 1.0 and 0.0 <= res["test_metric"] <= 1.0
+
+
+def test_channel_shift_augments_train_only(tmp_path: Path) -> None:
+    # SHD's train file feeds train and valid; 8 samples, spikes spread over the channels and steps.
+    rng = np.random.default_rng(0)
+    times = [sorted(rng.uniform(0, 1, 40).tolist()) for _ in range(8)]
+    units = [rng.integers(0, 700, 40).tolist() for _ in range(8)]
+    write_shd(tmp_path / TRAIN, times, units, list(range(8)))
+    write_shd(tmp_path / TEST, times, units, list(range(8)))
+    kw: dict[str, Any] = {"root": tmp_path, "T": 5, "max_time": 1.0, "channels": 70, "valid_fraction": 0.25}
+    plain = tasks.load("shd", "train", **kw)
+    shifted = tasks.load("shd", "train", shift=3, **kw)
+    assert shifted.params["shift"] == 3
+    a = next(plain.batches(6, seed=4)).xs
+    b = next(shifted.batches(6, seed=4)).xs
+    assert torch.equal(b, next(shifted.batches(6, seed=4)).xs)  # reproducible from (seed, batch)
+    assert not torch.equal(a, b) and not torch.equal(b, next(shifted.batches(6, seed=5)).xs)
+    for j in range(6):  # each sample is its unshifted input moved by one whole offset in [-3, 3], zero-filled
+        moved = [m for m in range(-3, 4)
+                 if torch.equal(b[:, j], torch.nn.functional.pad(a[:, j], (max(m, 0), max(-m, 0)))[:, max(-m, 0):][:, :70])]
+        assert len(moved) >= 1, j
+    for split in ("valid", "test"):  # evaluation splits are never shifted
+        assert torch.equal(next(tasks.load("shd", split, shift=3, **kw).batches(8)).xs,
+                           next(tasks.load("shd", split, **kw).batches(8)).xs)
+    with pytest.raises(OsttpError, match="shift"):
+        tasks.load("shd", "train", shift=70, **kw)

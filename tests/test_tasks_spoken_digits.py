@@ -46,7 +46,7 @@ def test_each_split_is_its_own_file_with_ten_classes(sd_root: Path) -> None:
             assert task.keys == KEYS and task.labels.tolist() == sorted(i % 10 for i in range(n))
             assert task.speakers is not None and task.speakers.tolist() == [i % 3 for i in range(n)]
     task = tasks.load("spoken-digits", "test", root=sd_root)
-    assert task.params == {"label": "from:50", "T": 100, "max_time": 1.0, "encoding": "count", "channels": 700,
+    assert task.params == {"label": "from:50", "T": 100, "max_time": 1.0, "encoding": "count", "channels": 700, "shift": 0,
                            "limit": None}
     b = next(task.batches(4))
     assert b.xs.shape == (100, 4, 700) and b.ys.shape == (100, 4) and b.mask[:, 0].sum() == 50

@@ -7,7 +7,14 @@ splits come from them, and its class count is checked against every label of the
 
 Each recording's spikes are binned over [0, max_time): step k covers [k dt, (k+1) dt) with
 dt = max_time / T; spikes at or after max_time are dropped. The input at (step, channel) is the
-number of spikes in the bin ("count", default) or 1 if there is any ("binary"). `channels` < 700
+number of spikes in the bin ("count", default), 1 if there is any ("binary"), or log(1 + count)
+("log": a pooled bin holds up to ~60 spikes, and the log keeps the quiet channels' few spikes
+visible beside the loud ones without saturating the input layer).
+
+`shift` > 0 augments the train split only: every sample of every batch is moved by a random whole
+number of inputs in [-shift, shift] along the channel axis (spikes moved past either end are dropped),
+drawn from the batch's seed and number, so a run stays reproducible. A shift along the cochlea is a
+change of pitch and formants, the variation between speakers the training set is short of. `channels` < 700
 pools adjacent cochlea channels into that many inputs (700 / channels each, summed; it must divide
 700): the cochlea's neighbouring channels overlap strongly, and the network's input layer, the bulk of
 its cost, shrinks by the same factor.
@@ -38,7 +45,7 @@ from osttp.tasks.base import (
 from osttp.errors import OsttpError
 from osttp.tasks.shd_file import N_CHANNELS, N_CLASSES, SHD_PARTS, SHDFile, load_spike_file
 
-ENCODINGS = ("count", "binary")
+ENCODINGS = ("count", "binary", "log")
 
 
 @dataclass(frozen=True)
@@ -55,7 +62,7 @@ class SpikeDataset:
 
     def defaults(self) -> dict[str, Any]:
         base: dict[str, Any] = {"label": None, "T": 100, "max_time": self.max_time, "encoding": "count",
-                                "channels": N_CHANNELS}
+                                "channels": N_CHANNELS, "shift": 0}
         if self.carve_valid:
             base.update({"valid_fraction": 0.1, "seed": 0})
         return {**base, "limit": None}
@@ -80,6 +87,15 @@ def bin_spikes(times: np.ndarray, units: np.ndarray, T: int, max_time: float,
     keep = times < max_time
     steps = np.minimum(steps, T - 1)
     return np.where(keep, steps * channels + units // (N_CHANNELS // channels), -1)
+
+
+def shift_inputs(cells: np.ndarray, n_in: int, move: int) -> np.ndarray:
+    """Flat cells step * n_in + input moved to input + move, those that leave [0, n_in) dropped."""
+    if move == 0:
+        return cells
+    inputs = cells % n_in + move
+    keep = (inputs >= 0) & (inputs < n_in)
+    return (cells - cells % n_in + inputs)[keep]
 
 
 def split_indices(n: int, split: str, valid_fraction: float, seed: int) -> np.ndarray:
@@ -123,8 +139,10 @@ class SpikeDigits(ClassTask):
 
         self.name, self.split = name, split
         carve = _carve_params(name, p) if dataset.carve_valid else {}
+        shift = check_int(name, "shift", p["shift"], lo=0, hi=channels - 1)
         self.params = {"label": label, "T": T, "max_time": max_time, "encoding": encoding, "channels": channels,
-                       **carve, "limit": limit}
+                       "shift": shift, **carve, "limit": limit}
+        self.shift = shift if split == "train" else 0
         self.T, self.max_time, self.encoding = T, max_time, encoding
         self.n_in, self.n_out = channels, dataset.n_classes
 
@@ -151,12 +169,19 @@ class SpikeDigits(ClassTask):
         B, cells = len(ids), self.T * self.n_in
         # Scatter every spike of the batch into one flat (B, T, n_in) histogram: sample j's cells
         # are offset by j * T * 700, so a single bincount counts them all.
-        parts = [self._events[self._offsets[i]:self._offsets[i + 1]] + j * cells for j, i in enumerate(ids)]
+        parts = [self._events[self._offsets[i]:self._offsets[i + 1]] for i in ids]
+        if self.shift:
+            g = np.random.default_rng(derive_seed(seed, "shift", batch_no))
+            moves = g.integers(-self.shift, self.shift + 1, size=len(parts))
+            parts = [shift_inputs(c, self.n_in, int(m)) for c, m in zip(parts, moves)]
+        parts = [c + j * cells for j, c in enumerate(parts)]
         flat = torch.from_numpy(np.concatenate(parts)) if parts else torch.zeros(0, dtype=torch.int64)
         counts = torch.bincount(flat, minlength=B * cells).view(B, self.T, self.n_in)
         if self.encoding == "binary":
             counts = counts.clamp_(max=1)
         xs = counts.transpose(0, 1).to(dtype).contiguous()
+        if self.encoding == "log":
+            xs = torch.log1p_(xs)
         ys = self._labels[idx].unsqueeze(0).expand(self.T, B).contiguous()
         mask = self._mask.to(dtype).unsqueeze(1).expand(self.T, B).contiguous()
         return Batch(xs, ys, mask)
