@@ -1,6 +1,6 @@
 """How much a linear reader gets from the spoken-digit spikes (docs/learning.md, "Spoken digits").
 
-    python benchmarks/spoken_digits_linear.py [--out results/spoken_digits_linear.json]
+    python benchmarks/spoken_digits_linear.py [--out results/spoken_digits_linear.json] [--tasks T ...]
 
 A softmax-linear classifier on log(1 + spike counts) of the task's own binning (T time bins x pooled
 channels, through osttp.tasks), standardised with the training split's mean and std, fitted by Adam on
@@ -19,6 +19,7 @@ import torch
 import osttp.tasks
 
 GRID = [(10, 140), (20, 70)]  # (time bins over the first second, channels)
+TASKS = ("spoken-digits-official", "spoken-digits", "spoken-digits-20")
 DECAYS = (1e-3, 1e-2, 1e-1)
 
 
@@ -47,10 +48,11 @@ def accuracy(model: torch.nn.Linear, x: torch.Tensor, y: torch.Tensor) -> float:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--out", default="results/spoken_digits_linear.json")
+    p.add_argument("--tasks", nargs="+", choices=TASKS, default=list(TASKS))
     args = p.parse_args()
     torch.set_num_threads(1)
     rows = []
-    for task in ("spoken-digits-official", "spoken-digits"):
+    for task in args.tasks:
         for T, channels in GRID:
             start = time.monotonic()
             (xtr, ytr), (xva, yva), (xte, yte) = (features(task, s, T, channels) for s in ("train", "valid", "test"))
@@ -62,8 +64,10 @@ def main() -> None:
             rows.append({"task": task, "T": T, "channels": channels, "valid_by_decay": valid, "decay": best,
                          "valid": valid[best], "test": test, "wall_s": round(time.monotonic() - start, 1)})
             print(json.dumps(rows[-1]), flush=True)
-    Path(args.out).write_text(json.dumps({"command": "python benchmarks/spoken_digits_linear.py", "rows": rows},
-                                         indent=1) + "\n")
+    command = " ".join(["python benchmarks/spoken_digits_linear.py",
+                        *(["--out", args.out] if args.out != p.get_default("out") else []),
+                        *(["--tasks", *args.tasks] if args.tasks != list(TASKS) else [])])
+    Path(args.out).write_text(json.dumps({"command": command, "rows": rows}, indent=1) + "\n")
 
 
 if __name__ == "__main__":

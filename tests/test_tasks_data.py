@@ -298,4 +298,4 @@ def test_bad_names_and_splits() -> None:
     with pytest.raises(OsttpError, match="unknown split 'validation'"):
         tasks.load("delayed-xor", "validation")
     assert tasks.available()[:4] == ["smnist-rows", "smnist-pixels", "psmnist", "jsb"]
-    assert len(set(tasks.available())) == 10  # 8 + spoken-digits, spoken-digits-official
+    assert len(set(tasks.available())) == 11  # 8 + spoken-digits, spoken-digits-official, spoken-digits-20

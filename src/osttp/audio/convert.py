@@ -15,7 +15,7 @@ import os
 import resource
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Protocol, Sequence
 
 import numpy as np
 
@@ -35,6 +35,29 @@ class Source:
     frames: int
     rate: int
 
+    @property
+    def tag(self) -> str:
+        return self.key
+
+    def read(self) -> tuple[np.ndarray, int]:
+        from osttp.audio.signal import read_audio
+
+        return read_audio(self.path)
+
+
+class Recording(Protocol):
+    """What the converter needs of a sound: a unique key, its length and rate, its samples
+    (read in the worker), and a tag that changes whenever the samples would (names shards)."""
+
+    key: str
+    frames: int
+    rate: int
+
+    @property
+    def tag(self) -> str: ...
+
+    def read(self) -> tuple[np.ndarray, int]: ...
+
 
 def recording_seed(seed: int, key: str) -> int:
     from osttp.tasks.base import derive_seed
@@ -42,18 +65,18 @@ def recording_seed(seed: int, key: str) -> int:
     return derive_seed(seed, "cochlea", key) % (2 ** 32)
 
 
-def _model_length(src: Source, rate: int) -> int:
+def _model_length(src: Recording, rate: int) -> int:
     return math.ceil(src.frames * rate / src.rate)
 
 
-def plan_shards(sources: Sequence[Source], params: CochleaParams, seed: int) -> list[tuple[str, list[Source]]]:
+def plan_shards(sources: Sequence[Recording], params: CochleaParams, seed: int) -> list[tuple[str, list[Recording]]]:
     """(file name, recordings) of every shard, in the order they are converted."""
     order = sorted(sources, key=lambda s: (padded_length(max(_model_length(s, params.rate), 2)), s.key))
     tag = repr((FORMAT, seed, params))
     shards = []
     for i in range(0, len(order), SHARD_SIZE):
         part = order[i:i + SHARD_SIZE]
-        digest = hashlib.sha256("\n".join([tag, *(s.key for s in part)]).encode()).hexdigest()[:16]
+        digest = hashlib.sha256("\n".join([tag, *(s.tag for s in part)]).encode()).hexdigest()[:16]
         shards.append((f"shard-{i // SHARD_SIZE:04d}-{digest}.npz", part))
     return shards
 
@@ -68,16 +91,14 @@ def _init(params: CochleaParams, cache_dir: str, seed: int) -> None:
     _worker["seed"] = seed
 
 
-def _convert_shard(job: tuple[str, list[Source], str]) -> tuple[int, int]:
+def _convert_shard(job: tuple[str, list[Recording], str]) -> tuple[int, int]:
     """Convert one shard and write it; returns (recordings done, this process's peak RSS in KiB)."""
-    from osttp.audio.signal import read_audio
-
     name, part, shard_dir = job
     cochlea = _worker["cochlea"]
     assert isinstance(cochlea, Cochlea)
     times, units, lengths = [], [], []
     for src in part:
-        samples, rate = read_audio(src.path)
+        samples, rate = src.read()
         t, u = cochlea.spikes(samples, rate, recording_seed(int(_worker["seed"]), src.key))  # type: ignore[arg-type]
         times.append(t)
         units.append(u.astype(np.int16))
@@ -119,7 +140,7 @@ def _read_shard(path: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     return {str(k): (times[a:b], units[a:b].astype(np.int64)) for k, a, b in zip(keys, starts, ends)}
 
 
-def convert(sources: Sequence[Source], work_dir: str | os.PathLike[str], jobs: int = 1, seed: int = 0,
+def convert(sources: Sequence[Recording], work_dir: str | os.PathLike[str], jobs: int = 1, seed: int = 0,
             params: CochleaParams | None = None,
             progress: Callable[[int, int], None] | None = None) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], int]:
     """Spikes (times, units) of every source by key, and the workers' peak RSS (KiB).

@@ -12,9 +12,10 @@ written under a temporary name and renamed, so a killed run leaves no half-writt
 """
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -42,3 +43,23 @@ def write_spike_file(path: str | os.PathLike[str], times: Sequence[np.ndarray], 
         f.create_dataset("extra/recording", data=np.asarray(list(recordings), dtype=object), dtype=string,
                          track_times=False)
     os.replace(tmp, path)
+
+
+def write_split(path: Path, spikes: Mapping[str, tuple[np.ndarray, np.ndarray]],
+                samples: Sequence[tuple[str, int, int]], keys: Sequence[str]) -> dict[str, Any]:
+    """One split's file from converted spikes (by recording key) and its (key, label, speaker)
+    samples in file order; returns its manifest entry: sample and spike counts, SHA-256."""
+    from osttp.tasks.data import file_sha256
+
+    write_spike_file(path, [spikes[k][0] for k, _, _ in samples], [spikes[k][1] for k, _, _ in samples],
+                     [label for _, label, _ in samples], [speaker for _, _, speaker in samples], keys,
+                     [k for k, _, _ in samples])
+    return {"samples": len(samples), "spikes": int(sum(spikes[k][0].size for k, _, _ in samples)),
+            "sha256": file_sha256(path)}
+
+
+def write_manifest(out_dir: Path, manifest: Mapping[str, Any]) -> None:
+    """out_dir/manifest.json, written under a temporary name and renamed."""
+    tmp = out_dir / f".manifest.json.{os.getpid()}.tmp"
+    tmp.write_text(json.dumps(manifest, indent=2) + "\n")
+    os.replace(tmp, out_dir / "manifest.json")

@@ -10,7 +10,6 @@ matrix) lives in out/work/ and makes a rerun resume; it can be deleted once the 
 """
 from __future__ import annotations
 
-import json
 import os
 import resource
 import time
@@ -23,9 +22,8 @@ from osttp.audio.cochlea import CochleaParams
 from osttp.audio.convert import Source, convert
 from osttp.audio.fsdd import (DIGIT_NAMES, RECORDINGS_SHA256, SPEAKERS, SPLIT_KINDS, list_recordings,
                               recordings_dir, recordings_digest)
-from osttp.audio.spikefile import write_spike_file
+from osttp.audio.spikefile import write_manifest, write_split
 from osttp.errors import DataError
-from osttp.tasks.data import file_sha256
 
 SPLITS = ("train", "valid", "test")
 
@@ -60,13 +58,9 @@ def make_spoken_digits(source: str | os.PathLike[str], out: str | os.PathLike[st
     files = {}
     for kind in SPLIT_KINDS:
         for split in SPLITS:
-            chosen = [r for r in recs if r.split(kind) == split]
+            chosen = [(r.key, r.digit, SPEAKERS.index(r.speaker)) for r in recs if r.split(kind) == split]
             name = spike_file_name(kind, split)
-            write_spike_file(out_dir / name, [spikes[r.key][0] for r in chosen], [spikes[r.key][1] for r in chosen],
-                             [r.digit for r in chosen], [SPEAKERS.index(r.speaker) for r in chosen],
-                             DIGIT_NAMES, [r.key for r in chosen])
-            files[name] = {"samples": len(chosen), "spikes": int(sum(spikes[r.key][0].size for r in chosen)),
-                           "sha256": file_sha256(out_dir / name)}
+            files[name] = write_split(out_dir / name, spikes, chosen, DIGIT_NAMES)
     manifest = {
         "dataset": "spoken-digits (FSDD through the cochlea, SHD layout)",
         "source": str(recordings_dir(source)), "recordings": len(recs),
@@ -77,7 +71,5 @@ def make_spoken_digits(source: str | os.PathLike[str], out: str | os.PathLike[st
         "peak_rss_mib": {"main": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
                          "largest_worker": round(worker_rss / 1024, 1)},
     }
-    tmp = out_dir / f".manifest.json.{os.getpid()}.tmp"
-    tmp.write_text(json.dumps(manifest, indent=2) + "\n")
-    os.replace(tmp, out_dir / "manifest.json")
+    write_manifest(out_dir, manifest)
     return manifest

@@ -7,6 +7,7 @@
     osttp demo                                              OSTTP vs DRTP vs BPTT on delayed XOR (configs/demo.toml)
     osttp data    check|path                                dataset files
     osttp data    make spoken-digits --source DIR [--jobs N]   spike files from FSDD recordings
+    osttp data    make spoken-digits-20 [--jobs N]        spike files of digits spoken by espeak-ng (EN + DE)
     osttp sweep   SPEC [--workers N] [--out DIR]            hyper-parameter search (Optuna) on the valid split
     osttp stream  --task T --rule R [--drift D] --out DIR   learn while processing: prequential metrics on a stream
     osttp export  RUN_DIR --format nir --out model.nir      a trained run's network as a NIR graph (docs/interop.md)
@@ -314,7 +315,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_options(add("demo", _cmd_demo, "OSTTP vs DRTP vs BPTT on delayed XOR in a few minutes "
                                                "(configs/demo.toml, output in runs/demo)"), "demo")
     d = add("data", _cmd_data, "where datasets are looked for, whether their checksums hold, and building "
-                               "the spoken-digit files (make spoken-digits --source DIR)")
+                               "the spoken-digit files (make spoken-digits --source DIR; make spoken-digits-20)")
     d.add_argument("data_cmd", choices=["check", "path", "make"])
     from osttp.experiment.data_make import add_arguments as add_make_arguments
 

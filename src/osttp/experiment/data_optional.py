@@ -1,8 +1,8 @@
 """The optional datasets of `osttp data check`: files only some tasks need, checked when present.
 
 - SHD (shd/shd_{train,test}.h5): SHD's layout and values, 20 classes (no checksum is recorded);
-- the spoken digits (spoken-digits/*.h5): layout and values, 10 classes, and each file's SHA-256
-  against the manifest.json written beside them by `osttp data make spoken-digits`;
+- the spoken digits (spoken-digits/*.h5, 10 classes; spoken-digits-20/*.h5, 20 classes): layout and
+  values, and each file's SHA-256 against the manifest.json written beside them by `osttp data make`;
 - the FSDD recordings (fsdd/recordings/): the checksum listed in docs/data.md over every file.
 
 An absent optional dataset is reported, not counted as a failure; a present one that does not
@@ -44,12 +44,12 @@ def _spike_file_status(relpath: str, root: str | None) -> FileStatus | None:
         path = data.locate(relpath, root)
     except DataError:
         return None
-    n_classes = 20 if relpath.startswith("shd/") else 10
+    n_classes = 20 if relpath.startswith(("shd/", "spoken-digits-20/")) else 10
     try:
         load_spike_file(relpath, n_classes, root)
     except DataError as e:
         return FileStatus(relpath, path, str(e))
-    problem = _manifest_problem(relpath, path) if relpath.startswith("spoken-digits/") else None
+    problem = _manifest_problem(relpath, path) if relpath.startswith(("spoken-digits/", "spoken-digits-20/")) else None
     return FileStatus(relpath, path, problem)
 
 

@@ -73,6 +73,9 @@ TASKS.register("spoken-digits", _spoken_digits("SPEAKERS"), files=True,
 TASKS.register("spoken-digits-official", _spoken_digits("OFFICIAL"), files=True,
                help="FSDD spoken digits through SHD's cochlea, FSDD's official split by recording index: "
                     "700 channels, T=100 bins of 10 ms, 10 classes, accuracy (osttp data make spoken-digits)")
+TASKS.register("spoken-digits-20", _spoken_digits("VOICES_20"), files=True,
+               help="English and German digits spoken by espeak-ng through SHD's cochlea, held-out voices: "
+                    "700 channels, T=100 bins of 10 ms, 20 classes, accuracy (osttp data make spoken-digits-20)")
 for _entry in SYNTHETIC.entries():
     TASKS.register(_entry.name, _synthetic(_entry.name), files=False, help="")  # the CLI describes them from a split
 

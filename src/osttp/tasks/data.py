@@ -63,6 +63,8 @@ SHD_SOURCE = ("the Spiking Heidelberg Digits page of the Zenke lab (https://zenk
               "spiking-heidelberg-datasets-shd/; gunzip shd_train.h5.gz / shd_test.h5.gz)")
 SPOKEN_DIGITS_SOURCE = ("`osttp data make spoken-digits --source DIR`, DIR a git clone of the public "
                         "free-spoken-digit-dataset repository (it writes <data folder>/spoken-digits/)")
+SPOKEN_DIGITS_20_SOURCE = ("`osttp data make spoken-digits-20` (espeak-ng from `pip install 'osttp[speech]'`; "
+                           "it writes <data folder>/spoken-digits-20/)")
 # Files only some tasks need: not part of `osttp data check`'s required set. No SHA-256 of the SHD
 # files is recorded (none was available to verify here), so they are checked for layout only.
 OPTIONAL_FILES: dict[str, DataFile] = {
@@ -72,6 +74,8 @@ OPTIONAL_FILES: dict[str, DataFile] = {
         DataFile("shd/shd_test.h5", "", "file", SHD_SOURCE),
         *(DataFile(f"spoken-digits/{kind}_{split}.h5", "", "file", SPOKEN_DIGITS_SOURCE)
           for kind in ("speakers", "official") for split in ("train", "valid", "test")),
+        *(DataFile(f"spoken-digits-20/voices_{split}.h5", "", "file", SPOKEN_DIGITS_20_SOURCE)
+          for split in ("train", "valid", "test")),
     )
 }
 
