@@ -104,7 +104,13 @@ def zero_state(cell: Cell, batch: int, n: int, dtype: torch.dtype, device: torch
 
 def pack_single_state(fI: Tensor, Fs: Tensor, Fy: Tensor, fb: Tensor, os: Tensor, ob: Tensor) -> Local:
     """Local derivatives of a one-state cell, given as (B, n) tensors (or broadcastable)."""
-    shape = os.shape
-    exp = lambda t: torch.as_tensor(t, dtype=os.dtype, device=os.device).expand(shape)  # noqa: E731
-    return Local(exp(fI).unsqueeze(-1), exp(Fs).unsqueeze(-1).unsqueeze(-1), exp(Fy).unsqueeze(-1),
-                 exp(fb).unsqueeze(-1), os.unsqueeze(-1), exp(ob))
+    return Local(_like(fI, os).unsqueeze(-1), _like(Fs, os).unsqueeze(-1).unsqueeze(-1), _like(Fy, os).unsqueeze(-1),
+                 _like(fb, os).unsqueeze(-1), os.unsqueeze(-1), _like(ob, os))
+
+
+def _like(t: Tensor | float, os: Tensor) -> Tensor:
+    """t broadcast to os's shape, dtype and device; a tensor that already is one is returned as is
+    (most derivatives are: this runs for every layer at every step)."""
+    if isinstance(t, Tensor) and t.shape == os.shape and t.dtype == os.dtype and t.device == os.device:
+        return t
+    return torch.as_tensor(t, dtype=os.dtype, device=os.device).expand(os.shape)

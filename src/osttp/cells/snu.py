@@ -78,8 +78,8 @@ class SNU:
 
     def local(self, I: Tensor, s_prev: Tensor, y_prev: Tensor, s: Tensor, b: Tensor) -> Local:
         sp = s_prev[..., 0]
-        # ReLU: s = relu(pre) > 0 exactly where pre > 0, so g'(pre) is read off s without recomputing pre.
-        gp = (s[..., 0] > 0).to(s.dtype) if self.g == "relu" else self._g_prime(self._pre(I, sp, y_prev))
+        # g'(pre) without recomputing pre: ReLU's is 1 exactly where s = relu(pre) > 0, identity's is 1.
+        gp = (s[..., 0] > 0).to(s.dtype) if self.g == "relu" else torch.ones_like(sp)
         hp = self._h_prime(s[..., 0] + b)
         soft = self.reset == "soft"
         return pack_single_state(

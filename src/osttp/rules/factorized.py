@@ -90,8 +90,9 @@ class FactorizedTrace:
         if tr.y_bar is not None:
             filter_presynaptic(tr.y_bar, y_prev, decay)
         # The bias trace is the diagonal kind's: eps^b = D eps^b + fb + c ob_{t-1} (B, n, k).
-        D = diagonal_jacobian(layer, loc, os_prev)
-        tr.b = times_blocks(D, tr.b).add_(loc.fb + self_coupling(layer, loc) * ob_prev.unsqueeze(-1))
+        coupling = self_coupling(layer, loc)
+        D = diagonal_jacobian(layer, loc, os_prev, coupling)
+        tr.b = times_blocks(D, tr.b).add_(loc.fb + coupling * ob_prev.unsqueeze(-1))
 
     def contract(self, tr: FactorizedState, loc: Local, L: Tensor, acc: dict[str, Tensor]) -> None:
         u = L.unsqueeze(-1) * loc.os  # (B, n, k): L_i dy_i/ds_i,a

@@ -129,9 +129,11 @@ def self_coupling(layer: RecurrentLayer, loc: Local) -> Tensor:
     return loc.Fy + loc.fI * torch.diagonal(layer.H).unsqueeze(-1)
 
 
-def diagonal_jacobian(layer: RecurrentLayer, loc: Local, os_prev: Tensor) -> Tensor:
-    """The per-unit blocks of F_t (B, n, k, k): Fs + (Fy + fI H_ii) os_{t-1}^T."""
-    return loc.Fs + self_coupling(layer, loc).unsqueeze(-1) * os_prev.unsqueeze(-2)
+def diagonal_jacobian(layer: RecurrentLayer, loc: Local, os_prev: Tensor, coupling: Tensor | None = None) -> Tensor:
+    """The per-unit blocks of F_t (B, n, k, k): Fs + (Fy + fI H_ii) os_{t-1}^T; `coupling`: this
+    step's `self_coupling` when the caller has it already (for the bias trace), else computed."""
+    c = self_coupling(layer, loc) if coupling is None else coupling
+    return loc.Fs + c.unsqueeze(-1) * os_prev.unsqueeze(-2)
 
 
 def times_blocks(D: Tensor, eps: Tensor) -> Tensor:
@@ -202,7 +204,8 @@ class DiagonalTrace:
 
     def update(self, tr: DiagonalState, layer: RecurrentLayer, loc: Local, os_prev: Tensor, ob_prev: Tensor,
                x: Tensor, y_prev: Tensor) -> None:
-        D = diagonal_jacobian(layer, loc, os_prev)
+        coupling = self_coupling(layer, loc)
+        D = diagonal_jacobian(layer, loc, os_prev, coupling)
         if tr.D is not None:
             self._record(tr, D, loc, x, y_prev)
         else:
@@ -213,7 +216,7 @@ class DiagonalTrace:
                 tr.H.addcmul_(loc.fI.unsqueeze(-1), y_prev[:, None, None, :])
         # b also acts through y_{t-1} = out(s_{t-1}; b) on the unit's own state.
         tr.b = times_blocks(D, tr.b)
-        tr.b.add_(loc.fb + self_coupling(layer, loc) * ob_prev.unsqueeze(-1))
+        tr.b.add_(loc.fb + coupling * ob_prev.unsqueeze(-1))
 
     @staticmethod
     def _record(tr: DiagonalState, D: Tensor, loc: Local, x: Tensor, y_prev: Tensor) -> None:
