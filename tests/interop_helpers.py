@@ -38,3 +38,16 @@ def run_with_spikes(net: Network, xs: Tensor) -> tuple[Tensor, list[Tensor]]:
         for l, st in enumerate(states[:-1]):
             spikes[l].append(st.y)
     return torch.stack(outs), [torch.stack(s) for s in spikes]
+
+
+def train_osttp(net: Network, task, lr: float, epochs: int, batch_size: int) -> None:
+    """Train net with the paper's osttp rule and Adam: whole sequences, shuffled batches, epoch e
+    shuffled with seed e."""
+    import osttp
+
+    learner = osttp.make_learner("osttp", net, optimizer=torch.optim.Adam(net.parameters(), lr=lr))
+    for epoch in range(epochs):
+        for b in task.batches(batch_size, shuffle=True, seed=epoch):
+            learner.reset(b.xs.shape[1])
+            learner.steps(b.xs, b.ys, b.mask)
+            learner.apply()

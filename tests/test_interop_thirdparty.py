@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from interop_helpers import firing_net, run_with_spikes, spike_input
+from interop_helpers import firing_net, run_with_spikes, spike_input, train_osttp
 
 nir = pytest.importorskip("nir", reason="NIR interop needs the 'nir' package (pip install 'osttp[interop]')")
 from osttp.interop import from_nir, to_nir  # noqa: E402
@@ -139,11 +139,6 @@ def test_a_network_defined_in_snntorch_learns_delayed_xor_with_osttp():
         torch.testing.assert_close(net(xs), theirs, rtol=0, atol=OUTPUT_ATOL)
     calibrate_firing(net, next(iter(train.batches(256))).xs, rate=0.1)
     before = evaluate_model(net, valid, decision="mean")["accuracy"]
-    learner = osttp.make_learner("osttp", net, optimizer=torch.optim.Adam(net.parameters(), lr=2e-3))
-    for epoch in range(20):
-        for b in train.batches(64, shuffle=True, seed=epoch):
-            learner.reset(b.xs.shape[1])
-            learner.steps(b.xs, b.ys, b.mask)
-            learner.apply()
+    train_osttp(net, train, lr=2e-3, epochs=20, batch_size=64)
     after = evaluate_model(net, valid, decision="mean")["accuracy"]
     assert before < 0.6 and after > before + 0.15, (before, after)

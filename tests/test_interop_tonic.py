@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from osttp import OsttpError
+from interop_helpers import train_osttp
 from osttp.interop import tonic_task
 
 tonic = pytest.importorskip("tonic", reason="tonic interop needs the 'tonic' package (osttp[interop])")
@@ -89,12 +90,7 @@ def test_an_osttp_network_learns_the_event_task(folder):
     task = tonic_task(EventFolder(folder, transform=frames))
     net = osttp.Network.from_sizes([task.n_in, 16, task.n_out], cell="lif", seed=0)
     before = evaluate_model(net, task)["accuracy"]
-    learner = osttp.make_learner("osttp", net, optimizer=torch.optim.Adam(net.parameters(), lr=1e-2))
-    for epoch in range(15):
-        for b in task.batches(16, shuffle=True, seed=epoch):
-            learner.reset(b.xs.shape[1])
-            learner.steps(b.xs, b.ys, b.mask)
-            learner.apply()
+    train_osttp(net, task, lr=1e-2, epochs=15, batch_size=16)
     after = evaluate_model(net, task)["accuracy"]
     assert after >= 0.9 and after > before, (before, after)
 

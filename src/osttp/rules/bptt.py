@@ -107,18 +107,13 @@ class BPTTLearner(Learner):
     def _count_saved(self, t: Tensor) -> Tensor:
         """Count what the graph holds: each storage once (a weight is saved at every step but held
         once, and it is the network's, not the graph's), plus autograd's per-saved-tensor overhead."""
-        st = self.stream
-        st.graph_nbytes += AUTOGRAD_BYTES_PER_SAVED
-        storage = t.untyped_storage()
-        key = storage.data_ptr()
-        if key not in st.saved_storages and key not in self._param_keys:
-            st.saved_storages[key] = storage.nbytes()
-            st.graph_nbytes += storage.nbytes()
+        self.stream.graph_nbytes += AUTOGRAD_BYTES_PER_SAVED
+        self._count_kept(t)
         return t
 
-
     def _count_kept(self, t: Tensor) -> None:
-        """Count a tensor the stream keeps for the loss's fold: its storage once (no autograd node)."""
+        """Count a tensor the stream keeps (the graph's saved tensors, and the outputs, targets and
+        masks held for the loss's fold): its storage once, never a parameter's."""
         st = self.stream
         storage = t.untyped_storage()
         key = storage.data_ptr()
