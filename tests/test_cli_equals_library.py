@@ -3,12 +3,19 @@ the bit after a few JSB chorales (one at a time, file order, SGD), for BPTT, tru
 graph cut mid-sequence) and osttp. Guards the training driver's and the learner's fast paths."""
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import torch
 import pytest
 
 import osttp
 import osttp.tasks
 from cli_helpers import run_cli
+
+DATA = os.environ.get("OSTTP_DATA", "")
+pytestmark = pytest.mark.skipif(not (DATA and (Path(DATA) / "jsb/jsb-chorales-quarter.json").is_file()),
+                                reason="JSB file not found: set OSTTP_DATA (see docs/data.md)")
 
 JSB_ARGS = ["--config", "configs/jsb_ostl_reference.toml", "--task-param", "limit=3", "--epochs", "1",
             "--max-valid-batches", "1", "--max-test-batches", "1", "--threads", "1", "--quiet"]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import copy
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 import torch
@@ -21,6 +21,7 @@ from osttp.errors import OsttpError
 from osttp.experiment import config as C
 from osttp import checks
 from osttp.experiment.backend import Backend, Stepper, make_backend
+from osttp.experiment.lr_schedule import base_lrs
 from osttp.experiment.parallel import check_supported
 from osttp.experiment.resources import check_memory, check_threads
 from osttp.distributed import DataParallel
@@ -46,6 +47,7 @@ class Setup:
     learner: osttp.Learner  # the rule itself (its schedule, its state size)
     stepper: Stepper  # what the loop drives: the learner, or the backend's wrapper around it
     parallel: DataParallel | None = None  # this process's place in a data-parallel group, if any
+    base_lrs: list[float] = field(default_factory=list)  # per parameter group, what train.lr_schedule scales
 
     @property
     def writes(self) -> bool:
@@ -164,7 +166,8 @@ def prepare(cfg: Mapping[str, Any], cache: TaskCache | None = None, parallel: Da
     if parallel is not None:
         check_supported(cfg, tasks["train"], parallel.world_size)
     net, backend, learner = build_model(cfg, tasks["train"], device, dtype, cfg["train"]["batch_size"])
-    setup = Setup(cfg, device, dtype, tasks, net, backend, learner, backend.stepper(learner), parallel)
+    setup = Setup(cfg, device, dtype, tasks, net, backend, learner, backend.stepper(learner), parallel,
+                  base_lrs(backend.optimizer.param_groups))  # before a checkpoint sets the scheduled rates
     if parallel is not None:
         learner.gradient_reducer = parallel.reduce_gradients
         parallel.check_identical(setup.named_state(), "the initial weights and feedback matrices")

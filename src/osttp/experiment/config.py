@@ -30,6 +30,7 @@ from osttp.cells import CELLS
 from osttp.errors import OsttpError
 from osttp.experiment.backend import synapse_names
 from osttp.experiment.consistency import check_consistency, hardware_optimizer
+from osttp.experiment.lr_schedule import LR_SCHEDULES
 from osttp.experiment.optimizers import OPTIMIZERS
 from osttp.hardware import SCHEMES
 from osttp.network import READOUTS
@@ -138,6 +139,8 @@ SCHEMA: dict[str, dict[str, Key]] = {
                         help="sequence-end | per-step | every-<k> (when updates are applied)"),
         "window": Key("int", None, lo=1, optional=True, commands=STREAMING, flag="--window", metavar="K",
                       help="tbptt window (default 10)"),  # tbptt only
+        "lr_schedule": Key("str", "constant", choices=Names.of(LR_SCHEDULES), flag="--lr-schedule", metavar="S",
+                           help="learning rate over the run: constant | cosine (to 0 at the last batch)"),
         "hidden_lr_scale": Key("float", 1.0, lo=0.0, strict=True, flag="--hidden-lr-scale", metavar="S",
                                help="the hidden layers learn at lr * S, the readout at lr (default 1)"),
         "signal_options": Key("table", {}, commands=STREAMING, flag="--signal-option", metavar="KEY=VALUE",

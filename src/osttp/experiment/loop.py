@@ -28,6 +28,7 @@ from osttp.experiment.evaluate import drift_rows, drift_summary, eval_split
 from osttp.experiment.progress import Log, Progress, make_progress
 from osttp.experiment.results import fmt, results_record
 from osttp.experiment.lock import locked_dir
+from osttp.experiment.lr_schedule import lr_factor, set_lrs
 from osttp.experiment.resume import (LAST, PREV, Corrupt, Position, check_history, check_optimizer_state,
                                      check_structure, pick_checkpoint, read_metrics)
 from osttp.experiment.rundir import check_new_dir, run_config_text
@@ -213,10 +214,8 @@ def _write_metrics(out: Path, history: list[dict[str, Any]]) -> None:
 
 def _loop(setup: Setup, out: Path, position: Position, clock: _Clock, quiet: bool, name: str, log: Log) -> None:
     """Train epoch by epoch from `position` to train.epochs, with the progress bar."""
-    tr, task = setup.cfg["train"], setup.tasks["train"]
-    nb = task.num_batches(tr["batch_size"])
-    if tr["max_batches"] is not None:
-        nb = min(nb, tr["max_batches"])
+    tr = setup.cfg["train"]
+    nb = _batches_per_epoch(setup)
     bar = make_progress(quiet, tr["epochs"] * nb, position.epoch * nb + position.batch, name, log)
     try:
         while position.epoch < tr["epochs"]:
@@ -226,6 +225,12 @@ def _loop(setup: Setup, out: Path, position: Position, clock: _Clock, quiet: boo
     finally:
         bar.close()
     position.wall_seconds = clock.now()
+
+
+def _batches_per_epoch(setup: Setup) -> int:
+    tr = setup.cfg["train"]
+    nb = setup.tasks["train"].num_batches(tr["batch_size"])
+    return nb if tr["max_batches"] is None else min(nb, tr["max_batches"])
 
 
 def _train_epoch(setup: Setup, out: Path, position: Position, clock: _Clock, nb: int, bar: Progress) -> Metric:
@@ -259,7 +264,13 @@ def _train_epoch(setup: Setup, out: Path, position: Position, clock: _Clock, nb:
 
 def _train_batch(setup: Setup, out: Path, position: Position, metric: Metric, batch: Batch, b: int) -> None:
     """One batch: reset, every step, the update; Diverged on a non-finite loss or parameter."""
-    stepper, lr = setup.stepper, setup.cfg["train"]["lr"]
+    stepper, tr = setup.stepper, setup.cfg["train"]
+    lr = tr["lr"]
+    if tr["lr_schedule"] != "constant":  # constant leaves the optimizer's lr alone: runs as before
+        nb = _batches_per_epoch(setup)
+        factor = lr_factor(tr["lr_schedule"], position.epoch * nb + b, tr["epochs"] * nb)
+        set_lrs(setup.backend.optimizer.param_groups, setup.base_lrs, factor)
+        lr = lr * factor
     if setup.parallel is not None:
         batch = setup.parallel.shard(batch)
     xs, ys, mask = (batch.xs.to(setup.device), batch.ys.to(setup.device), batch.mask.to(setup.device))
