@@ -129,3 +129,18 @@ def test_stream_on_a_locked_directory_exits_2_with_one_line(tmp_path, capsys) ->
         holder.wait()
     rc, _, err = _run(capsys, ["stream", *TINY, "--rule", "osttp", "--steps", "50", "--out", str(out)])
     assert rc == 0, err  # the holder died: its lock is stale and taken over
+
+
+def test_stream_hidden_lr_scale_reaches_the_optimizer(tmp_path, capsys, monkeypatch) -> None:
+    seen: list[list[float]] = []
+    real = torch.optim.Adam.step
+
+    def step(self, *a, **k):  # type: ignore[no-untyped-def]
+        seen.append([g["lr"] for g in self.param_groups])
+        return real(self, *a, **k)
+
+    monkeypatch.setattr(torch.optim.Adam, "step", step)
+    rc, _, err = _run(capsys, ["stream", *TINY, "--rule", "osttp-local", "--steps", "20", "--lr", "0.01",
+                               "--hidden-lr-scale", "0.25", "--out", str(tmp_path / "s")])
+    assert rc == 0, err
+    assert seen and all(lrs == [0.0025, 0.01] for lrs in seen), seen[:3]

@@ -141,7 +141,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
                       help="tbptt window (default 10)"),  # tbptt only
         "lr_schedule": Key("str", "constant", choices=Names.of(LR_SCHEDULES), flag="--lr-schedule", metavar="S",
                            help="learning rate over the run: constant | cosine (to 0 at the last batch)"),
-        "hidden_lr_scale": Key("float", 1.0, lo=0.0, strict=True, flag="--hidden-lr-scale", metavar="S",
+        "hidden_lr_scale": Key("float", 1.0, lo=0.0, strict=True, commands=STREAMING, flag="--hidden-lr-scale", metavar="S",
                                help="the hidden layers learn at lr * S, the readout at lr (default 1)"),
         "signal_options": Key("table", {}, commands=STREAMING, flag="--signal-option", metavar="KEY=VALUE",
                               help="learning-signal parameter of an online rule, repeatable (e.g. beta=1 for "
