@@ -11,6 +11,7 @@ import torch
 import osttp
 from osttp.experiment.backend import _range_factors
 from osttp.experiment.cli import main
+from osttp.experiment.lr_schedule import cosine_factor
 
 TINY = ["--task", "delayed-xor", "--task-param", "n_train=64", "--task-param", "n_valid=16",
         "--task-param", "n_test=16", "--hidden", "8", "--batch-size", "16", "--quiet", "--rule", "osttp",
@@ -117,6 +118,38 @@ def test_ideal_device_reproduces_float_sgd(tmp_path, capsys):
     assert any(not torch.equal(ma[k], mb[k]) for k in ma)  # if this fails they became bit-identical: say so
     ra, rb = (json.loads((d / "results.json").read_text()) for d in (a, b))
     assert ra["test_loss"] == pytest.approx(rb["test_loss"], rel=1e-5)
+
+
+def test_cosine_schedule_reaches_the_devices(tmp_path, capsys, monkeypatch):
+    """train.lr_schedule = cosine on a hardware run: every update the crossbars and the digital biases
+    receive is made at the scheduled rate. Oracle: the ideal device under cosine equals float SGD under
+    cosine (as the constant-rate runs do above), and differs from the ideal device at a constant rate
+    (the control: the schedule changed the writes). On PCM, each step's rates as the synapses read them."""
+    cos = ["--optimizer", "sgd", "--epochs", "2", "--lr-schedule", "cosine"]
+    fl, ideal, const = tmp_path / "float", tmp_path / "ideal", tmp_path / "const"
+    assert _run(capsys, ["train", *TINY, *cos, "--out", str(fl)])[0] == 0
+    assert _run(capsys, ["train", *TINY, *cos, "--synapse", "ideal", "--out", str(ideal)])[0] == 0
+    assert _run(capsys, ["train", *TINY, "--epochs", "2", "--synapse", "ideal", "--out", str(const)])[0] == 0
+    mf, mi, mc = (_load(d / "model.pt")["model"] for d in (fl, ideal, const))
+    for k in mf:
+        assert (mf[k] - mi[k]).abs().max() <= 1e-6, k
+    assert max((mi[k] - mc[k]).abs().max().item() for k in mi) > 1e-3
+    seen: list[list[float]] = []
+    real = osttp.hardware.HardwareOptimizer.step
+
+    def step(self, *a, **k):  # type: ignore[no-untyped-def]
+        seen.append([self.synapses.param_groups[0]["lr"], *(g["lr"] for g in self.digital.param_groups)])
+        return real(self, *a, **k)
+
+    monkeypatch.setattr(osttp.hardware.HardwareOptimizer, "step", step)
+    rc, _, err = _run(capsys, ["train", *TINY, *cos, "--synapse", "pcm", "--no-drift-eval",
+                               "--out", str(tmp_path / "pcm")])
+    assert rc == 0, err
+    batches = 2 * 64 // 16
+    assert len(seen) == batches
+    for k, rates in enumerate(seen):
+        assert rates == [0.05 * cosine_factor(k / batches)] * 2, (k, rates)
+    assert seen[-1][0] < 0.05 * 0.2  # the control: the rate did fall
 
 
 def test_resume_pcm_equals_uninterrupted(tmp_path, capsys):
