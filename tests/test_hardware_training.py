@@ -14,7 +14,8 @@ import osttp.tasks
 from osttp.errors import OsttpError
 from osttp.hardware import (HardwareForward, HardwareTraining, PCMDevice, evaluate, evaluate_drift,
                             forward_hardware, plot_drift)
-from osttp.hardware.evaluation import _Crossbar, _crossbars
+from osttp.hardware.crossbar import Crossbar
+from osttp.hardware.evaluation import _crossbars
 
 F64 = torch.float64
 
@@ -186,7 +187,7 @@ def test_io_quantisation() -> None:
     # One crossbar: the input is rounded to 255 levels of its row's max, the output to the ADC grid
     # (step = bound/127 in units of in_scale·w_max) within half a step of the product of quantised input.
     W = net.layers[0].W.detach()
-    bar = _Crossbar(W, None, 0.5, torch.Generator(), 8, 2.0)
+    bar = Crossbar(W, None, 0.5, torch.Generator(), 8, 2.0)
     x = torch.rand(5, task.n_in, generator=torch.Generator().manual_seed(0), dtype=F64) * 3
     out = bar(x)
     scale = x.abs().amax(-1, keepdim=True)
@@ -290,3 +291,53 @@ def test_training_forward_goes_through_the_quantised_crossbar_matvec(rule: str, 
     o2 = learner2.step(case2.xs[0], case2.ys[0])
     assert not torch.equal(o, o2)
     assert htr.converted_matvec is hio.converted_matvec
+
+
+def test_per_sample_reads_give_every_sequence_its_own_read() -> None:
+    """read_noise="per-sample": the product of each sequence at each step is its own read. Oracle: over
+    many copies of one input the product's mean is x W_prog^T and its variance x^2 sigma^2^T (sigma the
+    array's weight_std, the devices' independent read noises), within 5 standard errors; control: the
+    per-step mode gives every copy the same product. The ideal device reads exactly."""
+    case, hw = pcm_setup(read_noise="per-sample")
+    learner = hw.wrap(osttp.make_learner("osttp", case.net, optimizer=hw.optimizer))
+    learner.reset(3)
+    W = case.net.layers[0].W
+    x = case.xs[0, :1].expand(20000, -1)
+    out = learner.matvec("layers.0.W", W, x).detach()
+    array = hw.synapses.arrays["layers.0.W"]
+    mean, var = x[0] @ W.detach().T, (x[0] ** 2) @ (array.weight_std() ** 2).T
+    assert torch.equal(W.detach(), array.weight(read_noise=False))  # the parameter: the programmed weight
+    n = x.shape[0]
+    assert float(((out.mean(0) - mean) / (var / n).sqrt()).abs().max()) < 5.0
+    assert float(((out.var(0) - var) / (var * math.sqrt(2.0 / n))).abs().max()) < 5.0
+    assert float(var.min()) > 0
+    _, shared = pcm_setup(read_noise="per-step")
+    control = shared.wrap(osttp.make_learner("osttp", shared.net, optimizer=shared.optimizer))
+    control.reset(3)
+    control.step(case.xs[0], case.ys[0])
+    same = control.matvec("layers.0.W", shared.net.layers[0].W, x[:50])
+    assert torch.equal(same, same[:1].expand_as(same))
+    ideal = HardwareTraining(copy.deepcopy(case.net), device="ideal", read_noise="per-sample")
+    exact = ideal.wrap(osttp.make_learner("osttp", ideal.net, optimizer=ideal.optimizer))
+    exact.reset(3)
+    Wi = ideal.net.layers[0].W
+    assert torch.equal(exact.matvec("layers.0.W", Wi, x[:50]), x[:50] @ Wi.detach().T)
+
+
+@pytest.mark.parametrize("rule", ["osttp", "bptt"])
+def test_per_sample_training_sees_a_read_per_sequence(rule: str) -> None:
+    """A batch of three copies of one sequence: under per-sample reads the copies' outputs differ (each
+    its own reads), under the batch-shared modes they are equal (the control); training still programs."""
+    outs = {}
+    for mode in ("per-sample", "auto"):
+        case, hw = pcm_setup(read_noise=mode)
+        learner = hw.wrap(osttp.make_learner(rule, case.net, optimizer=hw.optimizer))
+        xs = case.xs[:, :1].expand(-1, 3, -1).contiguous()
+        learner.reset(3)
+        outs[mode] = torch.stack([learner.step(xs[t], case.ys[t, :1].expand(3)) for t in range(xs.shape[0])])
+        learner.apply()
+        assert hw.pulse_counts()["total"]["pulses"] > 0
+    o = outs["per-sample"].detach()
+    assert not torch.equal(o[:, 0], o[:, 1]) and not torch.equal(o[:, 1], o[:, 2])
+    c = outs["auto"].detach()
+    assert torch.equal(c[:, 0], c[:, 1]) and torch.equal(c[:, 1], c[:, 2])

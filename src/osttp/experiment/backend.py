@@ -177,7 +177,7 @@ class HardwareBackend(Backend):
         self.hw = hardware.HardwareTraining(net, device=device, scheme=h["update"], lr=cfg["train"]["lr"],
                                             seed=derive_seed(cfg["train"]["seed"], "hardware"),
                                             auto_w_max=_range_factors(net, h), io_bits=h["io_bits"] or None,
-                                            scheme_options=_scheme_options(h))
+                                            scheme_options=_scheme_options(h), read_noise=h["train_reads"])
         self.optimizer = self.hw.optimizer  # weights: SGD through the devices; biases: digital SGD
         # After the initial programming; a resumed run rebuilds the same devices, so the same histogram.
         self.histograms_before = hardware.conductance_histograms(self.hw.synapses.arrays)
@@ -211,7 +211,7 @@ class HardwareBackend(Backend):
         h = self.cfg["hardware"]
         return {"synapse": h["synapse"], "update": h["update"], "w_range": h["w_range"],
                 "readout_w_range": h["readout_w_range"], "accumulator_threshold": h["accumulator_threshold"],
-                "max_pulses": h["max_pulses"],
+                "max_pulses": h["max_pulses"], "train_reads": h["train_reads"],
                 **hardware.device_options(h["synapse"], h), "pulses": self.hw.pulse_counts(), "hardware": self.hw.describe(),
                 "conductance_histograms": {"before": self.histograms_before,
                                            "after": hardware.conductance_histograms(self.hw.synapses.arrays)}}

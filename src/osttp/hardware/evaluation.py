@@ -8,12 +8,9 @@
 The forward pass here is the network's own (`Network.forward`), with its `matvec` hook routing each
 matrix product through a crossbar that sees the device:
 
-- **Read noise, per sequence and step.** In hardware every matrix-vector product is a new read, so
-  each sequence of a batch sees its own read at every step. Read noise is independent Gaussian per
-  device, hence the product with one read, Σ_j W_read,ij x_j, is Gaussian with mean Σ_j W_ij(t) x_j
-  and variance Σ_j σ_ij² x_j² (σ from `SynapseArray.weight_std`). We sample it in that form: exact in
-  distribution, and it costs two matrix products instead of one read per sequence. (Training shares one
-  read per step across the batch; see training.py.)
+- **Read noise, per sequence and step**: each sequence of a batch sees its own read at every step,
+  sampled in product form (`osttp.hardware.crossbar`, exact in distribution). (Training shares one
+  read per step across the batch unless ``read_noise="per-sample"``; see training.py.)
 - **Drift** at now + t, from each device's own programming time.
 - **Global drift compensation**: one calibration per array at that time (the mean of
   CALIBRATION_READS reads, `PCMArray.calibration_weight`) gives the scalar Σ|W(t_p)| / Σ|W_cal(t)|
@@ -33,13 +30,12 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from osttp.errors import OsttpError
 from osttp.evaluation import evaluate_model
 from osttp.hardware import _checks
-from osttp.hardware.io import quantize_input, quantize_output
+from osttp.hardware.crossbar import Crossbar, crossbars
 from osttp.hardware.training import HardwareTraining
 from osttp.network import Network
 from osttp.tasks import Task
@@ -49,57 +45,17 @@ from osttp.tasks import Task
 DEFAULT_DRIFT_TIMES: tuple[float, ...] = (1.0, 60.0, 600.0, 3600.0, 21600.0, 86400.0, 604800.0, 2592000.0)
 
 
-class _Crossbar:
-    """One weight matrix as the forward pass sees it: y = x Wᵀ (+ read noise) (+ I/O quantisation)."""
-
-    def __init__(self, mean: Tensor, std: Tensor | None, scale: float, generator: torch.Generator,
-                 io_bits: int | None, io_out_bound: float) -> None:
-        self.mean, self.generator = mean, generator
-        self.var = None if std is None else std * std
-        self.scale = scale  # w_max of the array: the ADC range is in units of it
-        self.io_bits, self.io_out_bound = io_bits, io_out_bound
-
-    def __call__(self, x: Tensor) -> Tensor:
-        in_scale = None
-        if self.io_bits is not None:
-            x, in_scale = quantize_input(x, self.io_bits)
-        out = F.linear(x, self.mean)
-        if self.var is not None:
-            z = torch.randn(out.shape, generator=self.generator, dtype=out.dtype, device=out.device)
-            out = out + F.linear(x * x, self.var).sqrt() * z
-        if self.io_bits is not None:
-            assert in_scale is not None
-            out = quantize_output(out, in_scale, self.scale, self.io_bits, self.io_out_bound)
-        return out
-
-
 def _crossbars(net: Network, hardware: HardwareTraining | None, t: float, drift_compensation: bool,
                read_noise: bool, generator: torch.Generator, io_bits: int | None,
-               io_out_bound: float) -> dict[str, _Crossbar]:
+               io_out_bound: float) -> dict[str, Crossbar]:
     """Every weight matrix of `net` as a crossbar read at now + t (digital ones: exact, no noise)."""
-    params = dict(net.named_parameters())
-    out: dict[str, _Crossbar] = {}
-    for name, p in params.items():
-        if p.dim() != 2:
-            continue
-        scale = float(p.detach().abs().max()) or 1.0
-        array = hardware.synapses.arrays.get(name) if hardware is not None else None
-        if array is None:
-            out[name] = _Crossbar(p.detach(), None, scale, generator, io_bits, io_out_bound)
-            continue
-        t_abs = array.time + t
-        mean = array.weight(t_abs, read_noise=False)
-        std = array.weight_std(t_abs) if read_noise else None
-        if drift_compensation and array.drifts:
-            factor = array.drift_compensation_factor(t_abs, read_noise=read_noise, generator=generator)
-            mean = mean * factor
-            std = None if std is None else std * factor
-        out[name] = _Crossbar(mean, std, array.full_scale, generator, io_bits, io_out_bound)
-    return out
+    arrays = hardware.synapses.arrays if hardware is not None else {}
+    return crossbars(dict(net.named_parameters()), arrays, t, drift_compensation, read_noise, generator,
+                     io_bits, io_out_bound)
 
 
 @torch.no_grad()
-def forward_hardware(net: Network, xs: Tensor, crossbars: Mapping[str, _Crossbar]) -> Tensor:
+def forward_hardware(net: Network, xs: Tensor, crossbars: Mapping[str, Crossbar]) -> Tensor:
     """Run xs (T, B, n_in) through `net` with every matrix product done by `crossbars`; (T, B, C)."""
     return net(xs, matvec=lambda name, weight, x: crossbars[name](x))
 
