@@ -7,6 +7,7 @@ import math
 
 import pytest
 import torch
+from torch import Tensor
 from conftest import make_case
 
 import osttp
@@ -40,17 +41,20 @@ def train(learner, data) -> None:
         learner.apply()
 
 
-@pytest.mark.parametrize("rule,recurrent,schedule", [("osttp", False, "sequence-end"),
-                                                     ("osttp", True, "per-step"),
-                                                     ("bptt", True, "sequence-end")])
-def test_ideal_device_reproduces_float_training(rule: str, recurrent: bool, schedule: str) -> None:
-    """Acceptance: the ideal device equals plain torch SGD with the same learner (float64, rel <= 1e-12)."""
+@pytest.mark.parametrize("rule,recurrent,schedule,reads", [("osttp", False, "sequence-end", "auto"),
+                                                           ("osttp", True, "per-step", "auto"),
+                                                           ("bptt", True, "sequence-end", "auto"),
+                                                           ("osttp", True, "sequence-end", "per-sample"),
+                                                           ("bptt", True, "sequence-end", "per-sample")])
+def test_ideal_device_reproduces_float_training(rule: str, recurrent: bool, schedule: str, reads: str) -> None:
+    """Acceptance: the ideal device equals plain torch SGD with the same learner (float64, rel <= 1e-12),
+    whichever way the training reads the crossbars."""
     case = make_case("snu", [4, 8, 6, 3], recurrent, seed=0, T=12, B=3)
     net_ref, net_hw = case.net, copy.deepcopy(case.net)
     lr = 0.05
     ref = osttp.make_learner(rule, net_ref, optimizer=torch.optim.SGD(net_ref.parameters(), lr=lr),
                              schedule=schedule)
-    hw = HardwareTraining(net_hw, device="ideal", lr=lr, seed=1)
+    hw = HardwareTraining(net_hw, device="ideal", lr=lr, seed=1, read_noise=reads)
     learner = hw.wrap(osttp.make_learner(rule, net_hw, optimizer=hw.optimizer, schedule=schedule))
     start = {k: p.detach().clone() for k, p in net_ref.named_parameters()}
     train(ref, batches(case, 4))
@@ -341,3 +345,51 @@ def test_per_sample_training_sees_a_read_per_sequence(rule: str) -> None:
     assert not torch.equal(o[:, 0], o[:, 1]) and not torch.equal(o[:, 1], o[:, 2])
     c = outs["auto"].detach()
     assert torch.equal(c[:, 0], c[:, 1]) and torch.equal(c[:, 1], c[:, 2])
+
+
+def test_per_sample_bptt_gradient_is_autograd_with_the_reads_noise_as_constants(monkeypatch) -> None:
+    """BPTT under per-sample reads against autograd on a modified graph (float64): the same network with
+    the programmed weights, every crossbar product x W^T plus the noise this run drew for it, held
+    constant. Equal gradients (<= 1e-12) for every parameter; control: without the noise they differ."""
+    import osttp.hardware.crossbar as crossbar
+
+    case, hw = pcm_setup(read_noise="per-sample")
+    noise: dict[int, list[Tensor]] = {}
+    real_call = crossbar.Crossbar.__call__
+
+    def record(self, x):  # type: ignore[no-untyped-def]
+        out = real_call(self, x)
+        noise.setdefault(id(self.mean), []).append((out - x @ self.mean.T).detach())
+        return out
+
+    monkeypatch.setattr(crossbar.Crossbar, "__call__", record)
+    grads: list[dict[str, Tensor]] = []
+    real_step = osttp.hardware.HardwareOptimizer.step
+
+    def capture(self, *a, **k):  # type: ignore[no-untyped-def]
+        grads.append({n: p.grad.detach().clone() for n, p in case.net.named_parameters()})
+        return real_step(self, *a, **k)
+
+    monkeypatch.setattr(osttp.hardware.HardwareOptimizer, "step", capture)
+    ref_net = copy.deepcopy(case.net)  # the programmed weights, before the update
+    learner = hw.wrap(osttp.make_learner("bptt", case.net, optimizer=hw.optimizer))
+    train(learner, [(case.xs, case.ys, case.mask)])
+    by_name = {n: noise[id(bar.mean)] for n, bar in learner.crossbars.items() if id(bar.mean) in noise}
+    assert set(by_name) == set(hw.hardware_names)
+    for with_noise in (True, False):
+        queues = {n: list(v) for n, v in by_name.items()}
+        net = copy.deepcopy(ref_net)
+        sgd = torch.optim.SGD(net.parameters(), lr=0.0)
+        ref = osttp.make_learner("bptt", net, optimizer=sgd)
+        ref.matvec = lambda name, w, x: x @ w.T + (queues[name].pop(0) if with_noise else 0.0)
+        seen: list[dict[str, Tensor]] = []
+        monkeypatch.setattr(torch.optim.SGD, "step", lambda self, *a, **k: seen.append(
+            {n: p.grad.detach().clone() for n, p in net.named_parameters()}))
+        train(ref, [(case.xs, case.ys, case.mask)])
+        monkeypatch.undo()
+        errs = [float((seen[0][n] - grads[0][n]).abs().max()) for n in grads[0]]
+        if with_noise:
+            assert all(not q for q in queues.values())  # every recorded product replayed, in order
+            assert max(errs) <= 1e-12, errs
+        else:
+            assert max(errs) > 1e-6, errs
