@@ -57,20 +57,20 @@ def test_pcm_run_writes_pulses_and_drift(tmp_path, capsys):
 
 
 def test_recipe_keys_reach_the_devices_and_the_scheme(tmp_path, capsys):
-    """readout_w_range, n_pairs, accumulator_threshold, max_pulses and train_reads set what
-    HardwareTraining builds;
+    """readout_w_range, n_pairs, accumulator_threshold, max_pulses, train_reads and eval_reads set what
+    HardwareTraining and the evaluation build;
     results.json carries the pulse statistics and the conductance histograms before and after."""
     out = tmp_path / "recipe"
     rc, _, err = _run(capsys, ["train", *TINY, "--synapse", "pcm", "--w-range", "1.5", "--readout-w-range", "8",
                                "--n-pairs", "3", "--accumulator-threshold", "0.5", "--max-pulses", "2",
-                               "--train-reads", "per-sample", "--decision", "mean", "--task-param", "n_test=256", "--epochs", "1",
+                               "--train-reads", "per-sample", "--eval-reads", "4", "--decision", "mean", "--task-param", "n_test=256", "--epochs", "1",
                                "--out", str(out)])
     assert rc == 0, err
     res = json.loads((out / "results.json").read_text())
     dev = res["hardware"]["device_params"]
     assert all(d["n_pairs"] == 3 for d in dev.values())
     assert (res["readout_w_range"], res["accumulator_threshold"], res["max_pulses"]) == (8.0, 0.5, 2)
-    assert res["train_reads"] == res["hardware"]["read_noise"] == "per-sample"
+    assert res["train_reads"] == res["hardware"]["read_noise"] == "per-sample" and res["eval_reads"] == 4
     net = osttp.Network.from_sizes([3, 8, 8, 2], cell="lif", seed=0)
     h = {"w_range": 1.5, "readout_w_range": 8.0}
     assert _range_factors(net, h) == {"layers.0.W": 1.5, "layers.1.W": 1.5, "readout.weight": 8.0}
@@ -187,6 +187,7 @@ def test_resume_pcm_equals_uninterrupted(tmp_path, capsys):
     (["--synapse", "pcm", "--readout-w-range", "1e-5"], "readout_w_range"),
     (["--synapse", "pcm", "--n-pairs", "0"], "--n-pairs"),
     (["--synapse", "pcm", "--train-reads", "sometimes"], "--train-reads"),
+    (["--synapse", "pcm", "--eval-reads", "0"], "--eval-reads"),
     (["--synapse", "pcm", "--accumulator-threshold", "0"], "--accumulator-threshold"),
 ])
 def test_bad_hardware_input(tmp_path, capsys, argv, needle):

@@ -393,3 +393,20 @@ def test_per_sample_bptt_gradient_is_autograd_with_the_reads_noise_as_constants(
             assert max(errs) <= 1e-12, errs
         else:
             assert max(errs) > 1e-6, errs
+
+
+def test_averaged_reads_divide_the_read_noise_variance() -> None:
+    """HardwareForward(reads=K): every product the mean of K independent reads, variance x^2 sigma^2^T / K
+    (oracle within 5 standard errors over many copies of one input); K = 1 is the control."""
+    case, hw = pcm_setup()
+    array = hw.synapses.arrays["layers.0.W"]
+    x = case.xs[0, :1].expand(20000, -1)
+    var1 = (x[0] ** 2) @ (array.weight_std() ** 2).T
+    n = x.shape[0]
+    for k in (1, 4):
+        bars = _crossbars(case.net, hw, 0.0, False, True, torch.Generator().manual_seed(k), None, 12.0, reads=k)
+        out = bars["layers.0.W"](x)
+        assert float(((out.var(0) - var1 / k) / (var1 / k * math.sqrt(2.0 / n))).abs().max()) < 5.0, k
+        assert float(((out.mean(0) - x[0] @ array.weight(read_noise=False).T) / (var1 / k / n).sqrt()).abs().max()) < 5.0
+    with pytest.raises(OsttpError, match="reads"):
+        HardwareForward(case.net, hw, reads=0)

@@ -47,11 +47,11 @@ DEFAULT_DRIFT_TIMES: tuple[float, ...] = (1.0, 60.0, 600.0, 3600.0, 21600.0, 864
 
 def _crossbars(net: Network, hardware: HardwareTraining | None, t: float, drift_compensation: bool,
                read_noise: bool, generator: torch.Generator, io_bits: int | None,
-               io_out_bound: float) -> dict[str, Crossbar]:
+               io_out_bound: float, reads: int = 1) -> dict[str, Crossbar]:
     """Every weight matrix of `net` as a crossbar read at now + t (digital ones: exact, no noise)."""
     arrays = hardware.synapses.arrays if hardware is not None else {}
     return crossbars(dict(net.named_parameters()), arrays, t, drift_compensation, read_noise, generator,
-                     io_bits, io_out_bound)
+                     io_bits, io_out_bound, reads)
 
 
 @torch.no_grad()
@@ -65,20 +65,22 @@ class HardwareForward(torch.nn.Module):
     drop-in for the Network wherever only the forward pass is needed (e.g. a generic evaluation loop).
 
     The crossbars are read once here (drift and the compensation factor fixed at that time); each call
-    draws fresh read noise per sequence and step from the module's own seeded stream."""
+    draws fresh read noise per sequence and step from the module's own seeded stream. `reads` > 1:
+    every product is the mean of that many reads (osttp.hardware.crossbar)."""
 
     def __init__(self, net: Network, hardware: HardwareTraining | None, t: float = 0.0,
                  drift_compensation: bool = False, read_noise: bool = True, seed: int = 0,
-                 io_bits: int | None = None, io_out_bound: float = 12.0) -> None:
+                 io_bits: int | None = None, io_out_bound: float = 12.0, reads: int = 1) -> None:
         super().__init__()
         _check_common(net, hardware, seed, io_bits, io_out_bound)
         t = _checks.number("HardwareForward", "t", t, ge=0.0)
         _checks.boolean("HardwareForward", "drift_compensation", drift_compensation)
         _checks.boolean("HardwareForward", "read_noise", read_noise)
+        reads = _checks.integer("HardwareForward", "reads", reads, ge=1)
         self.net = net
         self.generator = torch.Generator(device=net.device).manual_seed(seed)
         self.crossbars = _crossbars(net, hardware, t, drift_compensation, read_noise, self.generator, io_bits,
-                                    io_out_bound)
+                                    io_out_bound, reads)
 
     def forward(self, xs: Tensor) -> Tensor:
         if xs.dim() != 3 or xs.shape[-1] != self.net.n_in:
@@ -104,14 +106,15 @@ def _check_common(net: Network, hardware: HardwareTraining | None, seed: int, io
 def evaluate(net: Network, hardware: HardwareTraining | None, task: Task, *, t: float = 0.0,
              drift_compensation: bool = False, read_noise: bool = True, batch_size: int = 256, seed: int = 0,
              io_bits: int | None = None, io_out_bound: float = 12.0,
-             max_batches: int | None = None, decision: str = "last") -> dict[str, float]:
+             max_batches: int | None = None, decision: str = "last", reads: int = 1) -> dict[str, float]:
     """The task's metrics (``task.new_metric().compute()``) with the weights read t seconds after now,
     over the first max_batches batches of the split (None: all); `decision` reads a sequence's class as
     the task's metric does (osttp.evaluation.evaluate_model: "last", "mean", "max").
 
     hardware None: the network's own weights (digital); read_noise False: noise-free (drifted) reads.
-    `seed` seeds the read noise, so a call is reproducible and leaves the training streams alone."""
-    model = HardwareForward(net, hardware, t, drift_compensation, read_noise, seed, io_bits, io_out_bound)
+    `seed` seeds the read noise, so a call is reproducible and leaves the training streams alone;
+    `reads`: reads averaged per product (HardwareForward)."""
+    model = HardwareForward(net, hardware, t, drift_compensation, read_noise, seed, io_bits, io_out_bound, reads)
     return evaluate_model(model, task, batch_size=batch_size, max_batches=max_batches, device=net.device,
                           dtype=net.dtype, decision=decision)
 
@@ -120,7 +123,7 @@ def evaluate_drift(net: Network, hardware: HardwareTraining, task: Task,
                    times: Sequence[float] = DEFAULT_DRIFT_TIMES,
                    drift_compensation: Sequence[bool] = (False, True), *, batch_size: int = 256, seed: int = 0,
                    io_bits: int | None = None, io_out_bound: float = 12.0,
-                   max_batches: int | None = None, decision: str = "last") -> list[dict[str, Any]]:
+                   max_batches: int | None = None, decision: str = "last", reads: int = 1) -> list[dict[str, Any]]:
     """The test metric at each time t_s (s after now, i.e. after the last programming) with and without
     global drift compensation, reading noisy, drifted weights. Rows ``{"t_s", "compensation",
     **metrics}``, times in order, for each time one row per compensation setting. Every point uses the
@@ -138,6 +141,7 @@ def evaluate_drift(net: Network, hardware: HardwareTraining, task: Task,
     for t in ts:
         for comp in comps:
             m = evaluate(net, hardware, task, t=t, drift_compensation=comp, batch_size=batch_size, seed=seed,
-                         io_bits=io_bits, io_out_bound=io_out_bound, max_batches=max_batches, decision=decision)
+                         io_bits=io_bits, io_out_bound=io_out_bound, max_batches=max_batches, decision=decision,
+                         reads=reads)
             rows.append({"t_s": t, "compensation": comp, **m})
     return rows
