@@ -67,7 +67,7 @@ def _run_record(rule: str, seed: int, kind: str, run: dict[str, Any], out: Path)
                            "wall_s": res["wall_s"], "lr": res["lr"], "schedule": res["schedule"],
                            "batch_size": res["batch_size"], "kind": kind, "metric_name": res["metric_name"]}
     for key in ("pulses", "conductance_histograms", "hardware", "w_range", "readout_w_range", "n_pairs",
-                "accumulator_threshold", "max_pulses"):
+                "accumulator_threshold", "max_pulses", "train_reads", "eval_reads"):
         if key in res:
             rec[key] = res[key]
     if run["drift"]:

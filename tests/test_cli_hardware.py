@@ -11,6 +11,7 @@ import torch
 import osttp
 from osttp.experiment.backend import _range_factors
 from osttp.experiment.cli import main
+from osttp.experiment.lr_schedule import cosine_factor
 
 TINY = ["--task", "delayed-xor", "--task-param", "n_train=64", "--task-param", "n_valid=16",
         "--task-param", "n_test=16", "--hidden", "8", "--batch-size", "16", "--quiet", "--rule", "osttp",
@@ -56,18 +57,20 @@ def test_pcm_run_writes_pulses_and_drift(tmp_path, capsys):
 
 
 def test_recipe_keys_reach_the_devices_and_the_scheme(tmp_path, capsys):
-    """readout_w_range, n_pairs, accumulator_threshold and max_pulses set what HardwareTraining builds;
+    """readout_w_range, n_pairs, accumulator_threshold, max_pulses, train_reads and eval_reads set what
+    HardwareTraining and the evaluation build;
     results.json carries the pulse statistics and the conductance histograms before and after."""
     out = tmp_path / "recipe"
     rc, _, err = _run(capsys, ["train", *TINY, "--synapse", "pcm", "--w-range", "1.5", "--readout-w-range", "8",
                                "--n-pairs", "3", "--accumulator-threshold", "0.5", "--max-pulses", "2",
-                               "--decision", "mean", "--task-param", "n_test=256", "--epochs", "1",
+                               "--train-reads", "per-sample", "--eval-reads", "4", "--decision", "mean", "--task-param", "n_test=256", "--epochs", "1",
                                "--out", str(out)])
     assert rc == 0, err
     res = json.loads((out / "results.json").read_text())
     dev = res["hardware"]["device_params"]
     assert all(d["n_pairs"] == 3 for d in dev.values())
     assert (res["readout_w_range"], res["accumulator_threshold"], res["max_pulses"]) == (8.0, 0.5, 2)
+    assert res["train_reads"] == res["hardware"]["read_noise"] == "per-sample" and res["eval_reads"] == 4
     net = osttp.Network.from_sizes([3, 8, 8, 2], cell="lif", seed=0)
     h = {"w_range": 1.5, "readout_w_range": 8.0}
     assert _range_factors(net, h) == {"layers.0.W": 1.5, "layers.1.W": 1.5, "readout.weight": 8.0}
@@ -119,6 +122,38 @@ def test_ideal_device_reproduces_float_sgd(tmp_path, capsys):
     assert ra["test_loss"] == pytest.approx(rb["test_loss"], rel=1e-5)
 
 
+def test_cosine_schedule_reaches_the_devices(tmp_path, capsys, monkeypatch):
+    """train.lr_schedule = cosine on a hardware run: every update the crossbars and the digital biases
+    receive is made at the scheduled rate. Oracle: the ideal device under cosine equals float SGD under
+    cosine (as the constant-rate runs do above), and differs from the ideal device at a constant rate
+    (the control: the schedule changed the writes). On PCM, each step's rates as the synapses read them."""
+    cos = ["--optimizer", "sgd", "--epochs", "2", "--lr-schedule", "cosine"]
+    fl, ideal, const = tmp_path / "float", tmp_path / "ideal", tmp_path / "const"
+    assert _run(capsys, ["train", *TINY, *cos, "--out", str(fl)])[0] == 0
+    assert _run(capsys, ["train", *TINY, *cos, "--synapse", "ideal", "--out", str(ideal)])[0] == 0
+    assert _run(capsys, ["train", *TINY, "--epochs", "2", "--synapse", "ideal", "--out", str(const)])[0] == 0
+    mf, mi, mc = (_load(d / "model.pt")["model"] for d in (fl, ideal, const))
+    for k in mf:
+        assert (mf[k] - mi[k]).abs().max() <= 1e-6, k
+    assert max((mi[k] - mc[k]).abs().max().item() for k in mi) > 1e-3
+    seen: list[list[float]] = []
+    real = osttp.hardware.HardwareOptimizer.step
+
+    def step(self, *a, **k):  # type: ignore[no-untyped-def]
+        seen.append([self.synapses.param_groups[0]["lr"], *(g["lr"] for g in self.digital.param_groups)])
+        return real(self, *a, **k)
+
+    monkeypatch.setattr(osttp.hardware.HardwareOptimizer, "step", step)
+    rc, _, err = _run(capsys, ["train", *TINY, *cos, "--synapse", "pcm", "--no-drift-eval",
+                               "--out", str(tmp_path / "pcm")])
+    assert rc == 0, err
+    batches = 2 * 64 // 16
+    assert len(seen) == batches
+    for k, rates in enumerate(seen):
+        assert rates == [0.05 * cosine_factor(k / batches)] * 2, (k, rates)
+    assert seen[-1][0] < 0.05 * 0.2  # the control: the rate did fall
+
+
 def test_resume_pcm_equals_uninterrupted(tmp_path, capsys):
     a, b = tmp_path / "two", tmp_path / "resumed"
     args = ["train", *TINY, "--synapse", "pcm", "--no-drift-eval"]
@@ -151,6 +186,8 @@ def test_resume_pcm_equals_uninterrupted(tmp_path, capsys):
     (["--synapse", "pcm", "--w-range", "0", "--readout-w-range", "8"], "readout_w_range"),
     (["--synapse", "pcm", "--readout-w-range", "1e-5"], "readout_w_range"),
     (["--synapse", "pcm", "--n-pairs", "0"], "--n-pairs"),
+    (["--synapse", "pcm", "--train-reads", "sometimes"], "--train-reads"),
+    (["--synapse", "pcm", "--eval-reads", "0"], "--eval-reads"),
     (["--synapse", "pcm", "--accumulator-threshold", "0"], "--accumulator-threshold"),
 ])
 def test_bad_hardware_input(tmp_path, capsys, argv, needle):

@@ -7,6 +7,7 @@ import math
 
 import pytest
 import torch
+from torch import Tensor
 from conftest import make_case
 
 import osttp
@@ -14,7 +15,8 @@ import osttp.tasks
 from osttp.errors import OsttpError
 from osttp.hardware import (HardwareForward, HardwareTraining, PCMDevice, evaluate, evaluate_drift,
                             forward_hardware, plot_drift)
-from osttp.hardware.evaluation import _Crossbar, _crossbars
+from osttp.hardware.crossbar import Crossbar
+from osttp.hardware.evaluation import _crossbars
 
 F64 = torch.float64
 
@@ -39,17 +41,20 @@ def train(learner, data) -> None:
         learner.apply()
 
 
-@pytest.mark.parametrize("rule,recurrent,schedule", [("osttp", False, "sequence-end"),
-                                                     ("osttp", True, "per-step"),
-                                                     ("bptt", True, "sequence-end")])
-def test_ideal_device_reproduces_float_training(rule: str, recurrent: bool, schedule: str) -> None:
-    """Acceptance: the ideal device equals plain torch SGD with the same learner (float64, rel <= 1e-12)."""
+@pytest.mark.parametrize("rule,recurrent,schedule,reads", [("osttp", False, "sequence-end", "auto"),
+                                                           ("osttp", True, "per-step", "auto"),
+                                                           ("bptt", True, "sequence-end", "auto"),
+                                                           ("osttp", True, "sequence-end", "per-sample"),
+                                                           ("bptt", True, "sequence-end", "per-sample")])
+def test_ideal_device_reproduces_float_training(rule: str, recurrent: bool, schedule: str, reads: str) -> None:
+    """Acceptance: the ideal device equals plain torch SGD with the same learner (float64, rel <= 1e-12),
+    whichever way the training reads the crossbars."""
     case = make_case("snu", [4, 8, 6, 3], recurrent, seed=0, T=12, B=3)
     net_ref, net_hw = case.net, copy.deepcopy(case.net)
     lr = 0.05
     ref = osttp.make_learner(rule, net_ref, optimizer=torch.optim.SGD(net_ref.parameters(), lr=lr),
                              schedule=schedule)
-    hw = HardwareTraining(net_hw, device="ideal", lr=lr, seed=1)
+    hw = HardwareTraining(net_hw, device="ideal", lr=lr, seed=1, read_noise=reads)
     learner = hw.wrap(osttp.make_learner(rule, net_hw, optimizer=hw.optimizer, schedule=schedule))
     start = {k: p.detach().clone() for k, p in net_ref.named_parameters()}
     train(ref, batches(case, 4))
@@ -186,7 +191,7 @@ def test_io_quantisation() -> None:
     # One crossbar: the input is rounded to 255 levels of its row's max, the output to the ADC grid
     # (step = bound/127 in units of in_scale·w_max) within half a step of the product of quantised input.
     W = net.layers[0].W.detach()
-    bar = _Crossbar(W, None, 0.5, torch.Generator(), 8, 2.0)
+    bar = Crossbar(W, None, 0.5, torch.Generator(), 8, 2.0)
     x = torch.rand(5, task.n_in, generator=torch.Generator().manual_seed(0), dtype=F64) * 3
     out = bar(x)
     scale = x.abs().amax(-1, keepdim=True)
@@ -290,3 +295,118 @@ def test_training_forward_goes_through_the_quantised_crossbar_matvec(rule: str, 
     o2 = learner2.step(case2.xs[0], case2.ys[0])
     assert not torch.equal(o, o2)
     assert htr.converted_matvec is hio.converted_matvec
+
+
+def test_per_sample_reads_give_every_sequence_its_own_read() -> None:
+    """read_noise="per-sample": the product of each sequence at each step is its own read. Oracle: over
+    many copies of one input the product's mean is x W_prog^T and its variance x^2 sigma^2^T (sigma the
+    array's weight_std, the devices' independent read noises), within 5 standard errors; control: the
+    per-step mode gives every copy the same product. The ideal device reads exactly."""
+    case, hw = pcm_setup(read_noise="per-sample")
+    learner = hw.wrap(osttp.make_learner("osttp", case.net, optimizer=hw.optimizer))
+    learner.reset(3)
+    W = case.net.layers[0].W
+    x = case.xs[0, :1].expand(20000, -1)
+    out = learner.matvec("layers.0.W", W, x).detach()
+    array = hw.synapses.arrays["layers.0.W"]
+    mean, var = x[0] @ W.detach().T, (x[0] ** 2) @ (array.weight_std() ** 2).T
+    assert torch.equal(W.detach(), array.weight(read_noise=False))  # the parameter: the programmed weight
+    n = x.shape[0]
+    assert float(((out.mean(0) - mean) / (var / n).sqrt()).abs().max()) < 5.0
+    assert float(((out.var(0) - var) / (var * math.sqrt(2.0 / n))).abs().max()) < 5.0
+    assert float(var.min()) > 0
+    _, shared = pcm_setup(read_noise="per-step")
+    control = shared.wrap(osttp.make_learner("osttp", shared.net, optimizer=shared.optimizer))
+    control.reset(3)
+    control.step(case.xs[0], case.ys[0])
+    same = control.matvec("layers.0.W", shared.net.layers[0].W, x[:50])
+    assert torch.equal(same, same[:1].expand_as(same))
+    ideal = HardwareTraining(copy.deepcopy(case.net), device="ideal", read_noise="per-sample")
+    exact = ideal.wrap(osttp.make_learner("osttp", ideal.net, optimizer=ideal.optimizer))
+    exact.reset(3)
+    Wi = ideal.net.layers[0].W
+    assert torch.equal(exact.matvec("layers.0.W", Wi, x[:50]), x[:50] @ Wi.detach().T)
+
+
+@pytest.mark.parametrize("rule", ["osttp", "bptt"])
+def test_per_sample_training_sees_a_read_per_sequence(rule: str) -> None:
+    """A batch of three copies of one sequence: under per-sample reads the copies' outputs differ (each
+    its own reads), under the batch-shared modes they are equal (the control); training still programs."""
+    outs = {}
+    for mode in ("per-sample", "auto"):
+        case, hw = pcm_setup(read_noise=mode)
+        learner = hw.wrap(osttp.make_learner(rule, case.net, optimizer=hw.optimizer))
+        xs = case.xs[:, :1].expand(-1, 3, -1).contiguous()
+        learner.reset(3)
+        outs[mode] = torch.stack([learner.step(xs[t], case.ys[t, :1].expand(3)) for t in range(xs.shape[0])])
+        learner.apply()
+        assert hw.pulse_counts()["total"]["pulses"] > 0
+    o = outs["per-sample"].detach()
+    assert not torch.equal(o[:, 0], o[:, 1]) and not torch.equal(o[:, 1], o[:, 2])
+    c = outs["auto"].detach()
+    assert torch.equal(c[:, 0], c[:, 1]) and torch.equal(c[:, 1], c[:, 2])
+
+
+def test_per_sample_bptt_gradient_is_autograd_with_the_reads_noise_as_constants(monkeypatch) -> None:
+    """BPTT under per-sample reads against autograd on a modified graph (float64): the same network with
+    the programmed weights, every crossbar product x W^T plus the noise this run drew for it, held
+    constant. Equal gradients (<= 1e-12) for every parameter; control: without the noise they differ."""
+    import osttp.hardware.crossbar as crossbar
+
+    case, hw = pcm_setup(read_noise="per-sample")
+    noise: dict[int, list[Tensor]] = {}
+    real_call = crossbar.Crossbar.__call__
+
+    def record(self, x):  # type: ignore[no-untyped-def]
+        out = real_call(self, x)
+        noise.setdefault(id(self.mean), []).append((out - x @ self.mean.T).detach())
+        return out
+
+    monkeypatch.setattr(crossbar.Crossbar, "__call__", record)
+    grads: list[dict[str, Tensor]] = []
+    real_step = osttp.hardware.HardwareOptimizer.step
+
+    def capture(self, *a, **k):  # type: ignore[no-untyped-def]
+        grads.append({n: p.grad.detach().clone() for n, p in case.net.named_parameters()})
+        return real_step(self, *a, **k)
+
+    monkeypatch.setattr(osttp.hardware.HardwareOptimizer, "step", capture)
+    ref_net = copy.deepcopy(case.net)  # the programmed weights, before the update
+    learner = hw.wrap(osttp.make_learner("bptt", case.net, optimizer=hw.optimizer))
+    train(learner, [(case.xs, case.ys, case.mask)])
+    by_name = {n: noise[id(bar.mean)] for n, bar in learner.crossbars.items() if id(bar.mean) in noise}
+    assert set(by_name) == set(hw.hardware_names)
+    for with_noise in (True, False):
+        queues = {n: list(v) for n, v in by_name.items()}
+        net = copy.deepcopy(ref_net)
+        sgd = torch.optim.SGD(net.parameters(), lr=0.0)
+        ref = osttp.make_learner("bptt", net, optimizer=sgd)
+        ref.matvec = lambda name, w, x: x @ w.T + (queues[name].pop(0) if with_noise else 0.0)
+        seen: list[dict[str, Tensor]] = []
+        monkeypatch.setattr(torch.optim.SGD, "step", lambda self, *a, **k: seen.append(
+            {n: p.grad.detach().clone() for n, p in net.named_parameters()}))
+        train(ref, [(case.xs, case.ys, case.mask)])
+        monkeypatch.undo()
+        errs = [float((seen[0][n] - grads[0][n]).abs().max()) for n in grads[0]]
+        if with_noise:
+            assert all(not q for q in queues.values())  # every recorded product replayed, in order
+            assert max(errs) <= 1e-12, errs
+        else:
+            assert max(errs) > 1e-6, errs
+
+
+def test_averaged_reads_divide_the_read_noise_variance() -> None:
+    """HardwareForward(reads=K): every product the mean of K independent reads, variance x^2 sigma^2^T / K
+    (oracle within 5 standard errors over many copies of one input); K = 1 is the control."""
+    case, hw = pcm_setup()
+    array = hw.synapses.arrays["layers.0.W"]
+    x = case.xs[0, :1].expand(20000, -1)
+    var1 = (x[0] ** 2) @ (array.weight_std() ** 2).T
+    n = x.shape[0]
+    for k in (1, 4):
+        bars = _crossbars(case.net, hw, 0.0, False, True, torch.Generator().manual_seed(k), None, 12.0, reads=k)
+        out = bars["layers.0.W"](x)
+        assert float(((out.var(0) - var1 / k) / (var1 / k * math.sqrt(2.0 / n))).abs().max()) < 5.0, k
+        assert float(((out.mean(0) - x[0] @ array.weight(read_noise=False).T) / (var1 / k / n).sqrt()).abs().max()) < 5.0
+    with pytest.raises(OsttpError, match="reads"):
+        HardwareForward(case.net, hw, reads=0)

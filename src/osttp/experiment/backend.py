@@ -177,7 +177,7 @@ class HardwareBackend(Backend):
         self.hw = hardware.HardwareTraining(net, device=device, scheme=h["update"], lr=cfg["train"]["lr"],
                                             seed=derive_seed(cfg["train"]["seed"], "hardware"),
                                             auto_w_max=_range_factors(net, h), io_bits=h["io_bits"] or None,
-                                            scheme_options=_scheme_options(h))
+                                            scheme_options=_scheme_options(h), read_noise=h["train_reads"])
         self.optimizer = self.hw.optimizer  # weights: SGD through the devices; biases: digital SGD
         # After the initial programming; a resumed run rebuilds the same devices, so the same histogram.
         self.histograms_before = hardware.conductance_histograms(self.hw.synapses.arrays)
@@ -188,7 +188,8 @@ class HardwareBackend(Backend):
 
     def eval_model(self, t: float = 0.0, drift_compensation: bool = False) -> Callable[[Tensor], Tensor]:
         return hardware.HardwareForward(self.net, self.hw, t=t, drift_compensation=drift_compensation,
-                                        seed=self.eval_seed, io_bits=self.hw.io_bits)
+                                        seed=self.eval_seed, io_bits=self.hw.io_bits,
+                                        reads=self.cfg["hardware"]["eval_reads"])
 
     def torch_optimizers(self) -> list[torch.optim.Optimizer]:
         return [self.hw.digital] if isinstance(self.hw.digital, torch.optim.Optimizer) else []
@@ -211,7 +212,7 @@ class HardwareBackend(Backend):
         h = self.cfg["hardware"]
         return {"synapse": h["synapse"], "update": h["update"], "w_range": h["w_range"],
                 "readout_w_range": h["readout_w_range"], "accumulator_threshold": h["accumulator_threshold"],
-                "max_pulses": h["max_pulses"],
+                "max_pulses": h["max_pulses"], "train_reads": h["train_reads"], "eval_reads": h["eval_reads"],
                 **hardware.device_options(h["synapse"], h), "pulses": self.hw.pulse_counts(), "hardware": self.hw.describe(),
                 "conductance_histograms": {"before": self.histograms_before,
                                            "after": hardware.conductance_histograms(self.hw.synapses.arrays)}}
@@ -222,7 +223,8 @@ class HardwareBackend(Backend):
             return []
         # the same read-noise seed at every time (common random numbers), as eval_model uses
         return hardware.evaluate_drift(self.net, self.hw, task, batch_size=batch_size, seed=self.eval_seed,
-                                       max_batches=max_batches, io_bits=self.hw.io_bits, decision=decision)
+                                       max_batches=max_batches, io_bits=self.hw.io_bits, decision=decision,
+                                       reads=self.cfg["hardware"]["eval_reads"])
 
 
 BACKENDS: Registry[Backend] = Registry("backend")

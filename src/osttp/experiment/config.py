@@ -7,7 +7,7 @@ A configuration is a nested dict of plain values, one table per concern:
     [train]           rule, seed, epochs, batch_size, optimizer, lr, ... (how parameters are learned)
     [eval]            batch_size, max_valid_batches, max_test_batches, test_params
     [hardware]        synapse, update, w_range, readout_w_range, n_pairs, accumulator_threshold, max_pulses,
-                      bits, io_bits, drift_eval (simulated memristive synapses)
+                      bits, io_bits, train_reads, eval_reads, drift_eval (simulated memristive synapses)
     [run]             device, checkpoint_every, threads (how the process runs; may change on --resume)
     [compare]         rules, seeds (only for `osttp compare` / `osttp demo`)
     [stream]          source, drift, steps, lanes, metric window, ... (only for `osttp stream`)
@@ -32,7 +32,7 @@ from osttp.experiment.backend import synapse_names
 from osttp.experiment.consistency import check_consistency, hardware_optimizer
 from osttp.experiment.lr_schedule import LR_SCHEDULES
 from osttp.experiment.optimizers import OPTIMIZERS
-from osttp.hardware import SCHEMES
+from osttp.hardware import READ_NOISE_MODES, SCHEMES
 from osttp.network import READOUTS
 from osttp.registry import Registry
 from osttp.rules import PRESETS
@@ -193,6 +193,10 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "io_bits": Key("int", 0, lo=0, flag="--io-bits", metavar="N",
                        help="DAC/ADC resolution of every crossbar, in training and evaluation (0: exact "
                             "products, the default; 8: the usual 8-bit converters)"),
+        "train_reads": Key("str", "auto", choices=READ_NOISE_MODES, flag="--train-reads", metavar="M",
+                           help="read noise in training (HardwareTraining's read_noise; default auto)"),
+        "eval_reads": Key("int", 1, lo=1, hi=64, flag="--eval-reads", metavar="K",
+                          help="evaluation: every crossbar product the mean of K reads (default 1)"),
         "drift_eval": Key("bool", True, flag="--drift-eval",
                           help="with hardware: test metric from 1 s to 1 month after programming, drift.json/.png "
                                "(default on)"),

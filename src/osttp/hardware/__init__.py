@@ -24,9 +24,12 @@ Public interface:
 - What a hardware engineer asks (osttp.hardware.statistics): `pulse_statistics(synapses, samples)`
   (pulses per synapse and sample, fractions written, refreshes; `HardwareTraining.pulse_counts()`),
   `conductance_histograms(arrays, bins=24)`.
+- The product on one crossbar (osttp.hardware.crossbar): `Crossbar`, a read per sequence and step
+  in product form, optionally the mean of K reads; used by inference and by
+  ``HardwareTraining(read_noise="per-sample")``.
 - Inference on the crossbars: `evaluate(net, hardware, task, t=0.0, drift_compensation=False, ..., max_batches=None)`,
   `evaluate_drift(net, hardware, task, times=DEFAULT_DRIFT_TIMES, drift_compensation=(False, True), ...)`,
-  `plot_drift(rows, path)`; `HardwareForward(net, hardware, t=0.0, ...)`, a module xs -> outputs.
+  `plot_drift(rows, path)`; `HardwareForward(net, hardware, t=0.0, ..., reads=1)`, a module xs -> outputs.
 """
 from __future__ import annotations
 

@@ -8,12 +8,9 @@
 The forward pass here is the network's own (`Network.forward`), with its `matvec` hook routing each
 matrix product through a crossbar that sees the device:
 
-- **Read noise, per sequence and step.** In hardware every matrix-vector product is a new read, so
-  each sequence of a batch sees its own read at every step. Read noise is independent Gaussian per
-  device, hence the product with one read, Σ_j W_read,ij x_j, is Gaussian with mean Σ_j W_ij(t) x_j
-  and variance Σ_j σ_ij² x_j² (σ from `SynapseArray.weight_std`). We sample it in that form: exact in
-  distribution, and it costs two matrix products instead of one read per sequence. (Training shares one
-  read per step across the batch; see training.py.)
+- **Read noise, per sequence and step**: each sequence of a batch sees its own read at every step,
+  sampled in product form (`osttp.hardware.crossbar`, exact in distribution). (Training shares one
+  read per step across the batch unless ``read_noise="per-sample"``; see training.py.)
 - **Drift** at now + t, from each device's own programming time.
 - **Global drift compensation**: one calibration per array at that time (the mean of
   CALIBRATION_READS reads, `PCMArray.calibration_weight`) gives the scalar Σ|W(t_p)| / Σ|W_cal(t)|
@@ -33,13 +30,12 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from osttp.errors import OsttpError
 from osttp.evaluation import evaluate_model
 from osttp.hardware import _checks
-from osttp.hardware.io import quantize_input, quantize_output
+from osttp.hardware.crossbar import Crossbar, crossbars
 from osttp.hardware.training import HardwareTraining
 from osttp.network import Network
 from osttp.tasks import Task
@@ -49,57 +45,17 @@ from osttp.tasks import Task
 DEFAULT_DRIFT_TIMES: tuple[float, ...] = (1.0, 60.0, 600.0, 3600.0, 21600.0, 86400.0, 604800.0, 2592000.0)
 
 
-class _Crossbar:
-    """One weight matrix as the forward pass sees it: y = x Wᵀ (+ read noise) (+ I/O quantisation)."""
-
-    def __init__(self, mean: Tensor, std: Tensor | None, scale: float, generator: torch.Generator,
-                 io_bits: int | None, io_out_bound: float) -> None:
-        self.mean, self.generator = mean, generator
-        self.var = None if std is None else std * std
-        self.scale = scale  # w_max of the array: the ADC range is in units of it
-        self.io_bits, self.io_out_bound = io_bits, io_out_bound
-
-    def __call__(self, x: Tensor) -> Tensor:
-        in_scale = None
-        if self.io_bits is not None:
-            x, in_scale = quantize_input(x, self.io_bits)
-        out = F.linear(x, self.mean)
-        if self.var is not None:
-            z = torch.randn(out.shape, generator=self.generator, dtype=out.dtype, device=out.device)
-            out = out + F.linear(x * x, self.var).sqrt() * z
-        if self.io_bits is not None:
-            assert in_scale is not None
-            out = quantize_output(out, in_scale, self.scale, self.io_bits, self.io_out_bound)
-        return out
-
-
 def _crossbars(net: Network, hardware: HardwareTraining | None, t: float, drift_compensation: bool,
                read_noise: bool, generator: torch.Generator, io_bits: int | None,
-               io_out_bound: float) -> dict[str, _Crossbar]:
+               io_out_bound: float, reads: int = 1) -> dict[str, Crossbar]:
     """Every weight matrix of `net` as a crossbar read at now + t (digital ones: exact, no noise)."""
-    params = dict(net.named_parameters())
-    out: dict[str, _Crossbar] = {}
-    for name, p in params.items():
-        if p.dim() != 2:
-            continue
-        scale = float(p.detach().abs().max()) or 1.0
-        array = hardware.synapses.arrays.get(name) if hardware is not None else None
-        if array is None:
-            out[name] = _Crossbar(p.detach(), None, scale, generator, io_bits, io_out_bound)
-            continue
-        t_abs = array.time + t
-        mean = array.weight(t_abs, read_noise=False)
-        std = array.weight_std(t_abs) if read_noise else None
-        if drift_compensation and array.drifts:
-            factor = array.drift_compensation_factor(t_abs, read_noise=read_noise, generator=generator)
-            mean = mean * factor
-            std = None if std is None else std * factor
-        out[name] = _Crossbar(mean, std, array.full_scale, generator, io_bits, io_out_bound)
-    return out
+    arrays = hardware.synapses.arrays if hardware is not None else {}
+    return crossbars(dict(net.named_parameters()), arrays, t, drift_compensation, read_noise, generator,
+                     io_bits, io_out_bound, reads)
 
 
 @torch.no_grad()
-def forward_hardware(net: Network, xs: Tensor, crossbars: Mapping[str, _Crossbar]) -> Tensor:
+def forward_hardware(net: Network, xs: Tensor, crossbars: Mapping[str, Crossbar]) -> Tensor:
     """Run xs (T, B, n_in) through `net` with every matrix product done by `crossbars`; (T, B, C)."""
     return net(xs, matvec=lambda name, weight, x: crossbars[name](x))
 
@@ -109,20 +65,22 @@ class HardwareForward(torch.nn.Module):
     drop-in for the Network wherever only the forward pass is needed (e.g. a generic evaluation loop).
 
     The crossbars are read once here (drift and the compensation factor fixed at that time); each call
-    draws fresh read noise per sequence and step from the module's own seeded stream."""
+    draws fresh read noise per sequence and step from the module's own seeded stream. `reads` > 1:
+    every product is the mean of that many reads (osttp.hardware.crossbar)."""
 
     def __init__(self, net: Network, hardware: HardwareTraining | None, t: float = 0.0,
                  drift_compensation: bool = False, read_noise: bool = True, seed: int = 0,
-                 io_bits: int | None = None, io_out_bound: float = 12.0) -> None:
+                 io_bits: int | None = None, io_out_bound: float = 12.0, reads: int = 1) -> None:
         super().__init__()
         _check_common(net, hardware, seed, io_bits, io_out_bound)
         t = _checks.number("HardwareForward", "t", t, ge=0.0)
         _checks.boolean("HardwareForward", "drift_compensation", drift_compensation)
         _checks.boolean("HardwareForward", "read_noise", read_noise)
+        reads = _checks.integer("HardwareForward", "reads", reads, ge=1)
         self.net = net
         self.generator = torch.Generator(device=net.device).manual_seed(seed)
         self.crossbars = _crossbars(net, hardware, t, drift_compensation, read_noise, self.generator, io_bits,
-                                    io_out_bound)
+                                    io_out_bound, reads)
 
     def forward(self, xs: Tensor) -> Tensor:
         if xs.dim() != 3 or xs.shape[-1] != self.net.n_in:
@@ -148,14 +106,15 @@ def _check_common(net: Network, hardware: HardwareTraining | None, seed: int, io
 def evaluate(net: Network, hardware: HardwareTraining | None, task: Task, *, t: float = 0.0,
              drift_compensation: bool = False, read_noise: bool = True, batch_size: int = 256, seed: int = 0,
              io_bits: int | None = None, io_out_bound: float = 12.0,
-             max_batches: int | None = None, decision: str = "last") -> dict[str, float]:
+             max_batches: int | None = None, decision: str = "last", reads: int = 1) -> dict[str, float]:
     """The task's metrics (``task.new_metric().compute()``) with the weights read t seconds after now,
     over the first max_batches batches of the split (None: all); `decision` reads a sequence's class as
     the task's metric does (osttp.evaluation.evaluate_model: "last", "mean", "max").
 
     hardware None: the network's own weights (digital); read_noise False: noise-free (drifted) reads.
-    `seed` seeds the read noise, so a call is reproducible and leaves the training streams alone."""
-    model = HardwareForward(net, hardware, t, drift_compensation, read_noise, seed, io_bits, io_out_bound)
+    `seed` seeds the read noise, so a call is reproducible and leaves the training streams alone;
+    `reads`: reads averaged per product (HardwareForward)."""
+    model = HardwareForward(net, hardware, t, drift_compensation, read_noise, seed, io_bits, io_out_bound, reads)
     return evaluate_model(model, task, batch_size=batch_size, max_batches=max_batches, device=net.device,
                           dtype=net.dtype, decision=decision)
 
@@ -164,7 +123,7 @@ def evaluate_drift(net: Network, hardware: HardwareTraining, task: Task,
                    times: Sequence[float] = DEFAULT_DRIFT_TIMES,
                    drift_compensation: Sequence[bool] = (False, True), *, batch_size: int = 256, seed: int = 0,
                    io_bits: int | None = None, io_out_bound: float = 12.0,
-                   max_batches: int | None = None, decision: str = "last") -> list[dict[str, Any]]:
+                   max_batches: int | None = None, decision: str = "last", reads: int = 1) -> list[dict[str, Any]]:
     """The test metric at each time t_s (s after now, i.e. after the last programming) with and without
     global drift compensation, reading noisy, drifted weights. Rows ``{"t_s", "compensation",
     **metrics}``, times in order, for each time one row per compensation setting. Every point uses the
@@ -182,6 +141,7 @@ def evaluate_drift(net: Network, hardware: HardwareTraining, task: Task,
     for t in ts:
         for comp in comps:
             m = evaluate(net, hardware, task, t=t, drift_compensation=comp, batch_size=batch_size, seed=seed,
-                         io_bits=io_bits, io_out_bound=io_out_bound, max_batches=max_batches, decision=decision)
+                         io_bits=io_bits, io_out_bound=io_out_bound, max_batches=max_batches, decision=decision,
+                         reads=reads)
             rows.append({"t_s": t, "compensation": comp, **m})
     return rows

@@ -27,8 +27,13 @@ What lives where:
   to the weights while the forward value is the read; a read changing inside a stored graph would
   make that gradient inconsistent, so BPTT gets "per-sequence" and "per-step" is refused. ``"auto"``
   (default) picks per-step for online learners, per-sequence for BPTT; ``"none"`` reads noise-free
-  (but drifted) weights. One read is shared by the whole batch (for batch 1, a single stream
-  learning on a device, this is exact).
+  (but drifted) weights. These modes share one read by the whole batch (for batch 1, a single stream
+  learning on a device, this is exact). ``"per-sample"`` is what a chip does with a batch: every
+  sequence's product at every step is its own read, sampled in product form as at inference
+  (`osttp.hardware.crossbar`), so the batch's gradient averages independent noise. The noise enters
+  as a detached term added to the exact product, so under BPTT the graph holds only the programmed
+  weights (unchanged within a sequence) and the gradient is the noise-free product's, taken along
+  the noisy forward pass.
 - Simulated time stays where it is unless `set_time` moves it: training at a fixed time sees no drift;
   `osttp.hardware.evaluate_drift` reads at later times.
 """
@@ -44,6 +49,7 @@ from torch import Tensor
 
 from osttp.errors import OsttpError
 from osttp.hardware import _checks
+from osttp.hardware.crossbar import Crossbar, array_crossbar
 from osttp.hardware.devices import DeviceConfig
 from osttp.hardware.io import converted_matvec
 from osttp.hardware.statistics import pulse_statistics
@@ -51,7 +57,7 @@ from osttp.hardware.synapses import HardwareSynapses
 from osttp.network import Network
 from osttp.rules import BPTTLearner, Learner
 
-READ_NOISE_MODES: tuple[str, ...] = ("auto", "per-step", "per-sequence", "none")
+READ_NOISE_MODES: tuple[str, ...] = ("auto", "per-step", "per-sample", "per-sequence", "none")
 DEFAULT_WEIGHTS: tuple[str, ...] = ("W", "H", "readout.weight")
 # The matrices a crossbar can hold; biases always stay digital (they are added after the MVM).
 _MATRIX_NAME = re.compile(r"^(layers\.\d+\.(W|H)|readout\.weight)$")
@@ -131,7 +137,8 @@ class HardwareTraining:
         For the digital parameters (biases): None -> ``torch.optim.SGD(params, lr)``; a callable
         ``params -> optimizer``; or an optimizer already built over exactly those parameters.
     read_noise:
-        When the forward pass gets a fresh noisy read: "auto", "per-step", "per-sequence", "none"
+        When the forward pass gets a fresh noisy read: "auto", "per-step", "per-sample", "per-sequence",
+        "none"
         (module docstring).
     weights:
         Which matrices go to hardware (`select_weights`); default all of them.
@@ -310,11 +317,12 @@ class HardwareLearner:
         if mode == "per-step" and is_bptt:
             raise OsttpError("read_noise='per-step' cannot be used with BPTT: its autograd graph over the "
                              "sequence refers to the weights, which must not change within a sequence; "
-                             "use 'per-sequence' (or 'auto')")
+                             "use 'per-sequence', 'per-sample' (or 'auto')")
         self.hardware = hardware
         self.learner = learner
         self.read_mode = mode
         self.reads: dict[str, Tensor] = {}  # the current read of every crossbar
+        self.crossbars: dict[str, Crossbar] = {}  # per-sample mode: the crossbars each product reads
         self._full_scale = {n: a.full_scale for n, a in hardware.synapses.arrays.items()}
         self._read_at_step = -1  # optimizer step count at the last read (per-sequence mode)
         learner.matvec = self.matvec
@@ -322,6 +330,13 @@ class HardwareLearner:
     def matvec(self, name: str, weight: Tensor, x: Tensor) -> Tensor:
         """The product of `x` with the crossbar holding `name` (digital matrices: exact)."""
         hw = self.hardware
+        bar = self.crossbars.get(name)
+        if bar is not None:  # per-sample: the traces and any autograd see the programmed weight
+            out = bar(x)
+            if torch.is_grad_enabled() and weight.requires_grad:
+                exact = x @ weight.T
+                return exact + (out - exact).detach()
+            return out
         read = self.reads.get(name)
         if read is None:  # a digital matrix: exact weights, the same converters (as at inference)
             if hw.io_bits is None:
@@ -333,8 +348,14 @@ class HardwareLearner:
         return converted_matvec(x, w, self._full_scale[name], hw.io_bits, hw.io_out_bound)
 
     def _load(self) -> None:
-        self.reads = self.hardware.read(read_noise=self.read_mode != "none")
-        self._read_at_step = self.hardware.optimizer.steps
+        hw = self.hardware
+        if self.read_mode == "per-sample":  # mean and noise std, fresh noise drawn by every product
+            comp = hw.synapses.drift_compensation
+            self.crossbars = {n: array_crossbar(a, 0.0, comp, True, hw.read_generator, hw.io_bits, hw.io_out_bound)
+                              for n, a in hw.synapses.arrays.items()}
+        else:
+            self.reads = hw.read(read_noise=self.read_mode != "none")
+        self._read_at_step = hw.optimizer.steps
 
     def reset(self, batch_size: int) -> None:
         self.learner.reset(batch_size)  # flushes a pending BPTT graph before the weights change
@@ -344,7 +365,7 @@ class HardwareLearner:
 
     def step(self, x_t: Tensor, y_t: Tensor, m_t: Tensor | None = None) -> Tensor:
         # per-sequence: a new read only after the devices were reprogrammed (an in-sequence apply, where
-        # BPTT's graph has already been cut).
+        # BPTT's graph has already been cut); per-sample: new means and stds only then too.
         if self.read_mode == "per-step" or self._read_at_step != self.hardware.optimizer.steps:
             self._load()
         return self.learner.step(x_t, y_t, m_t)
